@@ -1,0 +1,410 @@
+// Raw stack config -> one validated ClusterSpec. Pure: no files, no network, no Pulumi engine.
+// Every problem is collected and reported at once, each naming its setting and the fix.
+import { NAMESPACE, Setting, SETTINGS, SettingKey } from "./settings";
+import { broadcastAddress, Cidr, contains, nthAddress, overlaps, parseCidr, parseIpv4 } from "./net";
+import {
+    ClusterSpec, FLANNEL_BACKENDS, FlannelBackend, Host, KEY_ALGORITHMS, KeyAlgorithm, KUBE_PROXY_MODES,
+    KubeProxyMode, Role,
+} from "./types";
+import { parseKnownHosts } from "./known-hosts";
+
+export class ConfigError extends Error {
+    constructor(public readonly problems: string[]) {
+        super(`invalid kubeha stack config (${problems.length} problem${problems.length === 1 ? "" : "s"}):\n` +
+            problems.map((p) => `  - ${p}`).join("\n"));
+        this.name = "ConfigError";
+    }
+}
+
+/** Values as Pulumi gives them: strings, or already-typed values from YAML. Secret values may be opaque. */
+export type RawConfig = Partial<Record<string, unknown>>;
+
+export interface LoadOptions {
+    /** Content of the known_hosts file, when it could be read. */
+    knownHosts?: string;
+    /** An ssh-agent is reachable (SSH_AUTH_SOCK), so sshPrivateKey may be left out. */
+    sshAgent?: boolean;
+    /**
+     * Facts of the machine running pulumi (known_hosts entries, SSH credentials) are errors when
+     * strict (the program, before `pulumi up` touches a host) and warnings otherwise (`check`).
+     */
+    strict?: boolean;
+}
+
+export interface LoadResult {
+    spec: ClusterSpec;
+    warnings: string[];
+}
+
+// Ports the components use on every node besides the configurable ones.
+const FIXED_PORTS: Record<number, string> = {
+    2381: "etcd metrics", 10248: "kubelet healthz", 10249: "kube-proxy metrics", 10250: "kubelet",
+    10256: "kube-proxy healthz", 10257: "kube-controller-manager", 10259: "kube-scheduler",
+};
+
+const VERSION_RE = /^\d+\.\d+\.\d+$/;
+const HOSTNAME_RE = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+
+class Reader {
+    readonly problems: string[] = [];
+    constructor(private readonly raw: RawConfig) {}
+
+    private value(key: SettingKey): unknown {
+        const v = this.raw[key];
+        const value = v === undefined || v === null || v === "" ? (SETTINGS[key] as Setting).default : v;
+        return value === "" ? undefined : value;
+    }
+
+    problem(key: SettingKey | SettingKey[], message: string): void {
+        const keys = (Array.isArray(key) ? key : [key]).map((k) => `${NAMESPACE}:${k}`).join(", ");
+        this.problems.push(`${keys}: ${message}`);
+    }
+
+    present(key: SettingKey): boolean {
+        return this.value(key) !== undefined;
+    }
+
+    string(key: SettingKey): string {
+        const v = this.value(key);
+        if (v === undefined) {
+            this.problem(key, `is required (${SETTINGS[key].description})`);
+            return "";
+        }
+        if (typeof v !== "string") {
+            this.problem(key, `must be a string, got ${JSON.stringify(v)}`);
+            return "";
+        }
+        return v.trim();
+    }
+
+    optionalString(key: SettingKey): string | undefined {
+        return this.present(key) ? this.string(key) : undefined;
+    }
+
+    integer(key: SettingKey, min: number, max: number): number {
+        const v = this.value(key);
+        const n = typeof v === "string" && /^-?\d+$/.test(v.trim()) ? Number(v) : v;
+        if (typeof n !== "number" || !Number.isInteger(n)) {
+            this.problem(key, v === undefined ? "is required" : `must be a whole number, got ${JSON.stringify(v)}`);
+            return min;
+        }
+        if (n < min || n > max) this.problem(key, `must be between ${min} and ${max}, got ${n}`);
+        return n;
+    }
+
+    boolean(key: SettingKey): boolean {
+        const v = this.value(key);
+        if (v === true || v === "true") return true;
+        if (v === false || v === "false") return false;
+        this.problem(key, `must be true or false, got ${JSON.stringify(v)}`);
+        return false;
+    }
+
+    list(key: SettingKey): string[] {
+        let v = this.value(key);
+        if (typeof v === "string") {
+            try {
+                v = JSON.parse(v);
+            } catch {
+                this.problem(key, `must be a list, got ${JSON.stringify(v)}`);
+                return [];
+            }
+        }
+        if (!Array.isArray(v) || v.some((e) => typeof e !== "string")) {
+            this.problem(key, `must be a list of strings, got ${JSON.stringify(v)}`);
+            return [];
+        }
+        return v.map((e: string) => e.trim());
+    }
+
+    oneOf<T extends string>(key: SettingKey, allowed: readonly T[]): T {
+        const v = this.string(key);
+        if (!(allowed as readonly string[]).includes(v)) {
+            this.problem(key, `must be one of ${allowed.join(", ")}, got ${JSON.stringify(v)}`);
+            return allowed[0];
+        }
+        return v as T;
+    }
+
+    cidr(key: SettingKey): Cidr | undefined {
+        const text = this.string(key);
+        if (!text) return undefined;
+        const c = parseCidr(text);
+        if (typeof c === "string") {
+            this.problem(key, `${JSON.stringify(text)} ${c}`);
+            return undefined;
+        }
+        return c;
+    }
+
+    version(key: SettingKey): string {
+        const v = this.string(key).replace(/^v/, "");
+        if (!VERSION_RE.test(v)) this.problem(key, `${JSON.stringify(v)} is not a release version like 1.2.3`);
+        return v;
+    }
+}
+
+function readHosts(r: Reader, key: SettingKey, role: Role): Host[] {
+    return r.list(key).flatMap((entry) => {
+        const m = /^([^=\s]+)=(\S+)$/.exec(entry);
+        if (!m) {
+            r.problem(key, `${JSON.stringify(entry)} must be "name=ip", e.g. "k8s-master01=172.16.60.241"`);
+            return [];
+        }
+        const [, name, ip] = m;
+        if (!HOSTNAME_RE.test(name)) {
+            r.problem(key, `host name ${JSON.stringify(name)} must be a lowercase DNS label (a-z, 0-9, -), as it becomes the node name`);
+        }
+        if (!parseIpv4(ip)) r.problem(key, `host ${name}: ${JSON.stringify(ip)} is not an IPv4 address`);
+        return [{ name, ip, roles: [role] }];
+    });
+}
+
+export function loadClusterSpec(raw: RawConfig, opts: LoadOptions = {}): LoadResult {
+    const r = new Reader(raw);
+    const warnings: string[] = [];
+
+    // Hosts and roles.
+    const listed = [
+        ...readHosts(r, "masters", "master"),
+        ...readHosts(r, "workers", "worker"),
+        ...readHosts(r, "loadBalancers", "lb"),
+    ];
+    const roleKey: Record<Role, SettingKey> = { master: "masters", worker: "workers", lb: "loadBalancers" };
+    const byName = new Map<string, Host>();
+    const byIp = new Map<string, Host>();
+    for (const h of listed) {
+        const sameName = byName.get(h.name);
+        const sameIp = byIp.get(h.ip);
+        if (sameName || sameIp) {
+            const other = (sameName ?? sameIp)!;
+            const keys = [roleKey[other.roles[0]], roleKey[h.roles[0]]].filter((k, i, a) => a.indexOf(k) === i);
+            if (other.roles[0] !== h.roles[0]) {
+                const fix = other.roles[0] !== "lb" && h.roles[0] !== "lb"
+                    ? "list it only under masters and set kubeha:mastersAreWorkers=true"
+                    : "lb hosts must be dedicated: give the load balancer its own host";
+                r.problem(keys, `host ${h.name} (${h.ip}) is listed as both ${other.roles[0]} and ${h.roles[0]}; ${fix}`);
+            } else if (sameName) {
+                r.problem(keys, `duplicate host name ${h.name} (${sameName.ip} and ${h.ip}); every host needs its own name`);
+            } else {
+                r.problem(keys, `duplicate host IP ${h.ip} (${sameIp!.name} and ${h.name}); every host needs its own address`);
+            }
+            continue;
+        }
+        byName.set(h.name, h);
+        byIp.set(h.ip, h);
+    }
+    const hosts = [...byName.values()];
+    const masters = hosts.filter((h) => h.roles.includes("master"));
+    const loadBalancers = hosts.filter((h) => h.roles.includes("lb"));
+    const mastersAreWorkers = r.boolean("mastersAreWorkers");
+    if (mastersAreWorkers) for (const m of masters) m.roles.push("worker");
+
+    if (masters.length === 0) r.problem("masters", 'needs 1, 3 or 5 hosts, e.g. ["k8s-master01=172.16.60.241", …]');
+    else if (masters.length % 2 === 0 || masters.length > 7) {
+        r.problem("masters", `has ${masters.length} hosts; etcd needs an odd count (1, 3 or 5) to keep a quorum`);
+    }
+    if (loadBalancers.length === 1) {
+        r.problem("loadBalancers", "has 1 host; use 0 (clients talk to the single master) or 2+ (keepalived moves the VIP between them)");
+    }
+    if (loadBalancers.length === 0 && masters.length > 1) {
+        warnings.push(`${NAMESPACE}:loadBalancers is empty with ${masters.length} masters: clients use ${masters[0].name} only, so the API is not highly available`);
+    }
+
+    // SSH.
+    const sshUser = r.string("sshUser");
+    const sshPort = r.integer("sshPort", 1, 65535);
+    const envProblem = (key: SettingKey, message: string) =>
+        opts.strict ? r.problem(key, message) : warnings.push(`${NAMESPACE}:${key}: ${message}`);
+    if (!r.present("sshPrivateKey") && !opts.sshAgent) {
+        envProblem("sshPrivateKey", "no SSH credentials: set it with `pulumi config set --secret kubeha:sshPrivateKey < ~/.ssh/id_ed25519`, or run an ssh-agent (SSH_AUTH_SOCK) holding the key");
+    }
+    const hostKeyChecking = r.boolean("sshHostKeyChecking");
+    if (hostKeyChecking) {
+        if (opts.knownHosts === undefined) {
+            envProblem("sshKnownHostsFile", "cannot be read; it must list every host's SSH host key (or set kubeha:sshHostKeyChecking=false)");
+        } else {
+            const keys = parseKnownHosts(opts.knownHosts);
+            for (const h of hosts) {
+                h.hostKey = keys.get(h.ip, sshPort) ?? keys.get(h.name, sshPort);
+                if (!h.hostKey) {
+                    envProblem("sshKnownHostsFile", `host ${h.name} (${h.ip}) has no entry; add it after checking its fingerprint (ssh-keyscan -t ed25519 ${h.ip}) or set kubeha:sshHostKeyChecking=false`);
+                }
+            }
+        }
+    }
+
+    // Network.
+    const hostCidr = r.cidr("hostCidr");
+    const serviceCidr = r.cidr("serviceCidr");
+    const podCidr = r.cidr("podCidr");
+    const cidrs: [SettingKey, Cidr | undefined][] = [["hostCidr", hostCidr], ["serviceCidr", serviceCidr], ["podCidr", podCidr]];
+    for (let i = 0; i < cidrs.length; i++) {
+        for (let j = i + 1; j < cidrs.length; j++) {
+            const [ka, a] = cidrs[i];
+            const [kb, b] = cidrs[j];
+            if (a && b && overlaps(a, b)) r.problem([ka, kb], `${a.text} and ${b.text} overlap; the three ranges must be disjoint`);
+        }
+    }
+    if (hostCidr) {
+        for (const h of hosts) {
+            const ip = parseIpv4(h.ip);
+            if (ip && !contains(hostCidr, ip)) {
+                r.problem([roleKey[h.roles[0]], "hostCidr"], `host ${h.name} (${h.ip}) is outside ${hostCidr.text}`);
+            }
+        }
+    }
+    const podSubnetLength = r.integer("podSubnetLength", 8, 28);
+    if (podCidr && podSubnetLength <= podCidr.prefix) {
+        r.problem(["podSubnetLength", "podCidr"], `${podSubnetLength} must be longer than podCidr's /${podCidr.prefix} so each node gets a part of it`);
+    } else if (podCidr && 2 ** (podSubnetLength - podCidr.prefix) < hosts.length) {
+        r.problem(["podSubnetLength", "podCidr"], `${podCidr.text} split into /${podSubnetLength} gives fewer subnets than the ${hosts.length} hosts`);
+    }
+    let kubernetesServiceIp = "";
+    const clusterDns = r.string("clusterDns");
+    if (serviceCidr) {
+        kubernetesServiceIp = nthAddress(serviceCidr, 1);
+        const dns = parseIpv4(clusterDns);
+        if (!dns) r.problem("clusterDns", `${JSON.stringify(clusterDns)} is not an IPv4 address`);
+        else if (!contains(serviceCidr, dns)) r.problem(["clusterDns", "serviceCidr"], `${clusterDns} is outside the service range ${serviceCidr.text}`);
+        else if ([serviceCidr.network.toString(), kubernetesServiceIp, broadcastAddress(serviceCidr)].includes(clusterDns)) {
+            r.problem("clusterDns", `${clusterDns} is reserved in ${serviceCidr.text} (network, broadcast or the kubernetes Service ${kubernetesServiceIp}); use e.g. ${nthAddress(serviceCidr, 2)}`);
+        }
+    }
+    const clusterDomain = r.string("clusterDomain");
+    if (clusterDomain && !/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(clusterDomain)) {
+        r.problem("clusterDomain", `${JSON.stringify(clusterDomain)} is not a DNS domain like cluster.local`);
+    }
+    const npr = r.string("nodePortRange");
+    const nprMatch = /^(\d+)-(\d+)$/.exec(npr);
+    const nodePortRange = { from: 30000, to: 32767 };
+    if (!nprMatch || Number(nprMatch[1]) >= Number(nprMatch[2]) || Number(nprMatch[2]) > 65535 || Number(nprMatch[1]) < 1) {
+        r.problem("nodePortRange", `${JSON.stringify(npr)} must be from-to with 1 <= from < to <= 65535, e.g. 30000-32767`);
+    } else {
+        nodePortRange.from = Number(nprMatch[1]);
+        nodePortRange.to = Number(nprMatch[2]);
+    }
+    const hostInterface = r.string("hostInterface");
+    if (hostInterface && !/^[A-Za-z0-9_.:-]{1,15}$/.test(hostInterface)) {
+        r.problem("hostInterface", `${JSON.stringify(hostInterface)} is not a Linux interface name`);
+    }
+    const kubeProxyMode = r.oneOf<KubeProxyMode>("kubeProxyMode", KUBE_PROXY_MODES);
+    const flannelBackend = r.oneOf<FlannelBackend>("flannelBackend", FLANNEL_BACKENDS);
+
+    // Ports: each in range, distinct on a host, clear of fixed ports and the NodePort range.
+    const ports = {
+        apiserver: r.integer("apiserverPort", 1, 65535),
+        etcdClient: r.integer("etcdClientPort", 1, 65535),
+        etcdPeer: r.integer("etcdPeerPort", 1, 65535),
+    };
+    const portKeys: [SettingKey, number][] = [["apiserverPort", ports.apiserver], ["etcdClientPort", ports.etcdClient], ["etcdPeerPort", ports.etcdPeer]];
+    const lbPort = r.integer("apiLoadBalancerPort", 1, 65535);
+    if (loadBalancers.length > 0) portKeys.push(["apiLoadBalancerPort", lbPort]);
+    const seen = new Map<number, SettingKey>();
+    for (const [key, port] of portKeys) {
+        const prior = seen.get(port);
+        if (prior && !(key === "apiLoadBalancerPort")) r.problem([prior, key], `both use port ${port}; give each its own`);
+        if (FIXED_PORTS[port]) r.problem(key, `port ${port} is used by ${FIXED_PORTS[port]}`);
+        if (port >= nodePortRange.from && port <= nodePortRange.to) {
+            r.problem([key, "nodePortRange"], `port ${port} is inside the NodePort range ${nodePortRange.from}-${nodePortRange.to}`);
+        }
+        if (!prior) seen.set(port, key);
+    }
+
+    // Load balancer.
+    let loadBalancer: ClusterSpec["loadBalancer"];
+    const vrrpRouterId = r.integer("vrrpRouterId", 1, 255);
+    if (loadBalancers.length > 0) {
+        const vip = r.optionalString("vip");
+        const vipIp = vip ? parseIpv4(vip) : undefined;
+        if (!vip) r.problem("vip", "is required when there are lb hosts: a free address in hostCidr for keepalived to hold");
+        else if (!vipIp) r.problem("vip", `${JSON.stringify(vip)} is not an IPv4 address`);
+        else {
+            const owner = hosts.find((h) => h.ip === vip);
+            if (owner) r.problem("vip", `${vip} is already host ${owner.name}'s address; pick a free address in hostCidr`);
+            if (hostCidr && !contains(hostCidr, vipIp)) r.problem(["vip", "hostCidr"], `${vip} is outside the hosts' subnet ${hostCidr.text}; VRRP needs it on the hosts' L2 segment`);
+            if (hostCidr && [hostCidr.network.toString(), broadcastAddress(hostCidr)].includes(vip)) r.problem("vip", `${vip} is the network or broadcast address of ${hostCidr.text}`);
+        }
+        loadBalancer = { vip: vip ?? "", port: lbPort, virtualRouterId: vrrpRouterId };
+    } else if (r.present("vip")) {
+        warnings.push(`${NAMESPACE}:vip is set but there are no lb hosts; it is not used`);
+    }
+
+    // Certificates.
+    const certificates = {
+        keyAlgorithm: r.oneOf<KeyAlgorithm>("keyAlgorithm", KEY_ALGORITHMS),
+        caValidityHours: r.integer("caValidityHours", 24, 876000),
+        validityHours: r.integer("certValidityHours", 24, 876000),
+        earlyRenewalHours: r.integer("certEarlyRenewalHours", 0, 876000),
+    };
+    if (certificates.earlyRenewalHours >= certificates.validityHours) {
+        r.problem(["certEarlyRenewalHours", "certValidityHours"], `renewal window ${certificates.earlyRenewalHours}h must be shorter than the validity ${certificates.validityHours}h, or every up re-issues`);
+    }
+    if (certificates.validityHours > certificates.caValidityHours) {
+        r.problem(["certValidityHours", "caValidityHours"], "leaf certificates cannot outlive their CA");
+    }
+
+    const versions = {
+        kubernetes: r.version("kubernetesVersion"),
+        etcd: r.version("etcdVersion"),
+        containerd: r.version("containerdVersion"),
+        runc: r.version("runcVersion"),
+        cniPlugins: r.version("cniPluginsVersion"),
+        flannel: r.version("flannelVersion"),
+        flannelCniPlugin: r.version("flannelCniPluginVersion"),
+    };
+    const [major, minor] = versions.kubernetes.split(".").map(Number);
+    if (VERSION_RE.test(versions.kubernetes) && (major !== 1 || minor < 34)) {
+        r.problem("kubernetesVersion", `${versions.kubernetes} is not supported: kubeha renders flags and config for Kubernetes 1.34 and later`);
+    }
+    if (VERSION_RE.test(versions.etcd) && !versions.etcd.startsWith("3.")) r.problem("etcdVersion", "kubeha supports etcd 3.x (3.6 recommended)");
+
+    const binarySourceKind = r.oneOf("binarySource", ["download", "local"] as const);
+    const binaryDir = r.optionalString("binaryDir");
+    if (binarySourceKind === "local" && !binaryDir) r.problem(["binarySource", "binaryDir"], "binarySource=local needs binaryDir: the directory holding the release binaries");
+
+    const etcd = {
+        dataDir: r.string("etcdDataDir"),
+        walDir: r.string("etcdWalDir"),
+        autoCompactionRetentionHours: r.integer("etcdAutoCompactionHours", 0, 10000),
+        quotaBackendBytes: r.integer("etcdQuotaBackendBytes", 1 << 24, 8 * 1024 ** 3),
+        heartbeatIntervalMs: r.integer("etcdHeartbeatMs", 10, 10000),
+        electionTimeoutMs: r.integer("etcdElectionMs", 50, 50000),
+    };
+    for (const key of ["etcdDataDir", "etcdWalDir"] as const) {
+        const dir = key === "etcdDataDir" ? etcd.dataDir : etcd.walDir;
+        if (dir && !/^\/[^\s]*$/.test(dir)) r.problem(key, `${JSON.stringify(dir)} must be an absolute path without spaces`);
+    }
+    if (etcd.dataDir && etcd.dataDir === etcd.walDir) r.problem(["etcdDataDir", "etcdWalDir"], "must differ");
+    if (etcd.electionTimeoutMs < 5 * etcd.heartbeatIntervalMs) {
+        r.problem(["etcdElectionMs", "etcdHeartbeatMs"], `election timeout ${etcd.electionTimeoutMs}ms should be at least 5x the heartbeat ${etcd.heartbeatIntervalMs}ms (etcd tuning guide)`);
+    }
+
+    const clusterName = r.string("clusterName");
+
+    if (r.problems.length > 0) throw new ConfigError(r.problems);
+
+    const apiEndpoint = loadBalancer
+        ? { host: loadBalancer.vip, port: loadBalancer.port }
+        : { host: masters[0].ip, port: ports.apiserver };
+    return {
+        warnings,
+        spec: {
+            clusterName,
+            hosts, masters, workers: hosts.filter((h) => h.roles.includes("worker")), loadBalancers, mastersAreWorkers,
+            ssh: { user: sshUser, port: sshPort, sudo: sshUser !== "root", hostKeyChecking },
+            network: {
+                interface: hostInterface, hostCidr: hostCidr!.text, serviceCidr: serviceCidr!.text, podCidr: podCidr!.text,
+                podSubnetLength, clusterDns, clusterDomain, nodePortRange, kubeProxyMode, flannelBackend,
+            },
+            loadBalancer,
+            ports,
+            certificates,
+            etcd,
+            versions,
+            binarySource: { kind: binarySourceKind, localDir: binaryDir },
+            apiEndpoint: { ...apiEndpoint, url: `https://${apiEndpoint.host}:${apiEndpoint.port}` },
+            kubernetesServiceIp,
+        },
+    };
+}

@@ -1,0 +1,70 @@
+// Every stack setting, once: its type, default and meaning. Pulumi.yaml's `config:` block and the
+// README's reference are checked against this table by test/spec/settings.test.ts.
+
+export type SettingType = "string" | "integer" | "boolean" | "array";
+
+export interface Setting {
+    type: SettingType;
+    description: string;
+    default?: string | number | boolean | string[];
+    secret?: boolean;
+}
+
+export const NAMESPACE = "kubeha";
+
+export const SETTINGS = {
+    clusterName: { type: "string", default: "kubernetes", description: "Cluster name used in kubeconfigs." },
+    masters: { type: "array", description: 'Control-plane hosts as "name=ip" (1, 3 or 5): etcd, kube-apiserver, kube-controller-manager, kube-scheduler.' },
+    workers: { type: "array", default: [], description: 'Worker hosts as "name=ip": containerd, kubelet, kube-proxy, flanneld.' },
+    loadBalancers: { type: "array", default: [], description: 'API load balancer hosts as "name=ip" (0 or 2+): nginx stream proxy + keepalived VIP.' },
+    mastersAreWorkers: { type: "boolean", default: false, description: "Masters also run kubelet and kube-proxy (tainted NoSchedule)." },
+
+    sshUser: { type: "string", default: "root", description: "SSH user on every host; a non-root user runs remote commands with sudo (passwordless)." },
+    sshPort: { type: "integer", default: 22, description: "SSH port on every host." },
+    sshPrivateKey: { type: "string", default: "", secret: true, description: "SSH private key (OpenSSH PEM) for sshUser, set with `pulumi config set --secret kubeha:sshPrivateKey < key`; when empty, the ssh-agent at SSH_AUTH_SOCK is used." },
+    sshHostKeyChecking: { type: "boolean", default: true, description: "Verify each host's SSH host key against sshKnownHostsFile." },
+    sshKnownHostsFile: { type: "string", default: "~/.ssh/known_hosts", description: "OpenSSH known_hosts file listing every host by IP (read on the machine running pulumi)." },
+
+    hostInterface: { type: "string", default: "eth0", description: "Network interface carrying cluster traffic on every host (flannel --iface, keepalived)." },
+    hostCidr: { type: "string", description: "Subnet of the hosts' addresses; every host and the VIP must lie in it." },
+    serviceCidr: { type: "string", default: "10.254.0.0/16", description: "Service ClusterIP range; its first address is the kubernetes Service." },
+    podCidr: { type: "string", default: "172.30.0.0/16", description: "Pod network (flannel Network)." },
+    podSubnetLength: { type: "integer", default: 21, description: "Prefix length of each node's pod subnet (flannel SubnetLen)." },
+    clusterDns: { type: "string", default: "10.254.0.2", description: "CoreDNS Service IP, inside serviceCidr." },
+    clusterDomain: { type: "string", default: "cluster.local", description: "Cluster DNS domain." },
+    nodePortRange: { type: "string", default: "30000-32767", description: "NodePort range as from-to." },
+    kubeProxyMode: { type: "string", default: "nftables", description: "kube-proxy mode: nftables, ipvs or iptables." },
+    flannelBackend: { type: "string", default: "vxlan", description: "flannel backend: vxlan, host-gw or wireguard." },
+
+    vip: { type: "string", default: "", description: "Virtual IP held by keepalived on the lb hosts (required with lb hosts)." },
+    apiLoadBalancerPort: { type: "integer", default: 8443, description: "Port nginx listens on for the API, on the VIP." },
+    vrrpRouterId: { type: "integer", default: 51, description: "keepalived virtual_router_id, unique on the L2 segment (1-255)." },
+
+    apiserverPort: { type: "integer", default: 6443, description: "kube-apiserver secure port on every master." },
+    etcdClientPort: { type: "integer", default: 2379, description: "etcd client port." },
+    etcdPeerPort: { type: "integer", default: 2380, description: "etcd peer port." },
+
+    keyAlgorithm: { type: "string", default: "ECDSA", description: "Private key algorithm of the whole PKI: ECDSA (P-256) or RSA (2048)." },
+    caValidityHours: { type: "integer", default: 87600, description: "Validity of the three CAs (10 years)." },
+    certValidityHours: { type: "integer", default: 8760, description: "Validity of every leaf certificate (1 year)." },
+    certEarlyRenewalHours: { type: "integer", default: 720, description: "A `pulumi up` within this many hours of expiry re-issues the certificate and restarts its consumers." },
+
+    kubernetesVersion: { type: "string", default: "1.37.2", description: "Kubernetes release (kube-apiserver, controller-manager, scheduler, kubelet, kube-proxy, kubectl)." },
+    etcdVersion: { type: "string", default: "3.6.8", description: "etcd release." },
+    containerdVersion: { type: "string", default: "2.4.2", description: "containerd release." },
+    runcVersion: { type: "string", default: "1.5.3", description: "runc release." },
+    cniPluginsVersion: { type: "string", default: "1.10.0", description: "containernetworking/plugins release." },
+    flannelVersion: { type: "string", default: "0.28.10", description: "flanneld release." },
+    flannelCniPluginVersion: { type: "string", default: "1.9.0", description: "flannel CNI plugin release." },
+    binarySource: { type: "string", default: "download", description: "download: each host fetches the official release URL and checks its sha256; local: binaries are uploaded from binaryDir (air-gapped sites)." },
+    binaryDir: { type: "string", default: "", description: "Directory on the machine running pulumi holding the binaries by name (binarySource=local)." },
+
+    etcdDataDir: { type: "string", default: "/var/lib/etcd/data", description: "etcd --data-dir." },
+    etcdWalDir: { type: "string", default: "/var/lib/etcd/wal", description: "etcd --wal-dir." },
+    etcdAutoCompactionHours: { type: "integer", default: 1, description: "etcd --auto-compaction-retention (hours)." },
+    etcdQuotaBackendBytes: { type: "integer", default: 6442450944, description: "etcd --quota-backend-bytes (seed: 6 GiB)." },
+    etcdHeartbeatMs: { type: "integer", default: 250, description: "etcd --heartbeat-interval (ms)." },
+    etcdElectionMs: { type: "integer", default: 2000, description: "etcd --election-timeout (ms)." },
+} as const satisfies Record<string, Setting>;
+
+export type SettingKey = keyof typeof SETTINGS;

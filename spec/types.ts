@@ -1,0 +1,110 @@
+// The one typed description of a cluster. Everything below spec/ reads this, never raw config.
+
+export type Role = "master" | "worker" | "lb";
+export type KubeProxyMode = "nftables" | "ipvs" | "iptables";
+export type FlannelBackend = "vxlan" | "host-gw" | "wireguard";
+export type KeyAlgorithm = "ECDSA" | "RSA";
+
+export const KUBE_PROXY_MODES: readonly KubeProxyMode[] = ["nftables", "ipvs", "iptables"];
+export const FLANNEL_BACKENDS: readonly FlannelBackend[] = ["vxlan", "host-gw", "wireguard"];
+export const KEY_ALGORITHMS: readonly KeyAlgorithm[] = ["ECDSA", "RSA"];
+
+export interface Host {
+    /** Hostname, also the node name and the etcd member name. */
+    name: string;
+    /** Address kubeha connects to and every component binds/advertises on. */
+    ip: string;
+    roles: Role[];
+    /** Expected SSH host key ("ssh-ed25519 AAAA…"), from the known_hosts file; undefined when checking is off. */
+    hostKey?: string;
+}
+
+export interface SshSettings {
+    user: string;
+    port: number;
+    /** Prefix remote commands with sudo (a non-root user). */
+    sudo: boolean;
+    hostKeyChecking: boolean;
+}
+
+export interface NetworkSettings {
+    /** Interface carrying cluster traffic on every host (flannel --iface, keepalived). */
+    interface: string;
+    /** Subnet of the hosts' addresses; the VIP must lie in it. */
+    hostCidr: string;
+    serviceCidr: string;
+    podCidr: string;
+    /** Prefix length of each node's pod subnet. */
+    podSubnetLength: number;
+    clusterDns: string;
+    clusterDomain: string;
+    nodePortRange: { from: number; to: number };
+    kubeProxyMode: KubeProxyMode;
+    flannelBackend: FlannelBackend;
+}
+
+export interface LoadBalancerSettings {
+    vip: string;
+    /** Port nginx listens on, on the VIP. */
+    port: number;
+    virtualRouterId: number;
+}
+
+export interface Ports {
+    apiserver: number;
+    etcdClient: number;
+    etcdPeer: number;
+}
+
+export interface CertificateSettings {
+    keyAlgorithm: KeyAlgorithm;
+    caValidityHours: number;
+    validityHours: number;
+    /** A `pulumi up` this close to expiry re-issues the certificate. */
+    earlyRenewalHours: number;
+}
+
+export interface Versions {
+    kubernetes: string;
+    etcd: string;
+    containerd: string;
+    runc: string;
+    cniPlugins: string;
+    flannel: string;
+    flannelCniPlugin: string;
+}
+
+export type BinarySourceKind = "download" | "local";
+
+export interface EtcdSettings {
+    dataDir: string;
+    walDir: string;
+    /** etcd --auto-compaction-retention, in hours (seed: 1). */
+    autoCompactionRetentionHours: number;
+    quotaBackendBytes: number;
+    heartbeatIntervalMs: number;
+    electionTimeoutMs: number;
+}
+
+export interface ClusterSpec {
+    clusterName: string;
+    hosts: Host[];
+    masters: Host[];
+    workers: Host[];
+    loadBalancers: Host[];
+    /** Masters also run kubelet, kube-proxy and containerd. */
+    mastersAreWorkers: boolean;
+    ssh: SshSettings;
+    network: NetworkSettings;
+    /** Present exactly when there are lb hosts. */
+    loadBalancer?: LoadBalancerSettings;
+    ports: Ports;
+    certificates: CertificateSettings;
+    etcd: EtcdSettings;
+    versions: Versions;
+    binarySource: { kind: BinarySourceKind; localDir?: string };
+    /** Derived: the address every client uses for the API (VIP:port, or the single master). */
+    apiEndpoint: { host: string; port: number; url: string };
+    /** Derived: first address of the service CIDR (the `kubernetes` Service). */
+    kubernetesServiceIp: string;
+}
