@@ -7,6 +7,7 @@ import {
     KubeProxyMode, Role,
 } from "./types";
 import { parseKnownHosts } from "./known-hosts";
+import { ARTIFACT_KEYS, artifactsFor } from "./artifacts";
 
 export class ConfigError extends Error {
     constructor(public readonly problems: string[]) {
@@ -42,7 +43,7 @@ const FIXED_PORTS: Record<number, string> = {
     10256: "kube-proxy healthz", 10257: "kube-controller-manager", 10259: "kube-scheduler",
 };
 
-const VERSION_RE = /^\d+\.\d+\.\d+$/;
+const VERSION_RE = /^\d+\.\d+\.\d+(-[0-9A-Za-z.]+)?$/;
 const HOSTNAME_RE = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 
 class Reader {
@@ -363,6 +364,14 @@ export function loadClusterSpec(raw: RawConfig, opts: LoadOptions = {}): LoadRes
     const binaryDir = r.optionalString("binaryDir");
     if (binarySourceKind === "local" && !binaryDir) r.problem(["binarySource", "binaryDir"], "binarySource=local needs binaryDir: the directory holding the release binaries");
 
+    const artifactChecksums: Record<string, string> = {};
+    for (const entry of r.list("artifactChecksums")) {
+        const m = /^([a-z-]+)=([0-9a-f]{64})$/.exec(entry);
+        if (!m) r.problem("artifactChecksums", `${JSON.stringify(entry)} must be "key=<64 hex sha256>"`);
+        else if (!(ARTIFACT_KEYS as string[]).includes(m[1])) r.problem("artifactChecksums", `unknown artifact ${m[1]}; known: ${ARTIFACT_KEYS.join(", ")}`);
+        else artifactChecksums[m[1]] = m[2];
+    }
+
     const etcd = {
         dataDir: r.string("etcdDataDir"),
         walDir: r.string("etcdWalDir"),
@@ -387,9 +396,7 @@ export function loadClusterSpec(raw: RawConfig, opts: LoadOptions = {}): LoadRes
     const apiEndpoint = loadBalancer
         ? { host: loadBalancer.vip, port: loadBalancer.port }
         : { host: masters[0].ip, port: ports.apiserver };
-    return {
-        warnings,
-        spec: {
+    const spec: ClusterSpec = {
             clusterName,
             hosts, masters, workers: hosts.filter((h) => h.roles.includes("worker")), loadBalancers, mastersAreWorkers,
             ssh: { user: sshUser, port: sshPort, sudo: sshUser !== "root", hostKeyChecking },
@@ -405,6 +412,13 @@ export function loadClusterSpec(raw: RawConfig, opts: LoadOptions = {}): LoadRes
             binarySource: { kind: binarySourceKind, localDir: binaryDir },
             apiEndpoint: { ...apiEndpoint, url: `https://${apiEndpoint.host}:${apiEndpoint.port}` },
             kubernetesServiceIp,
-        },
+            artifactChecksums,
     };
+    if (binarySourceKind === "download") {
+        for (const a of artifactsFor(spec).filter((x) => !x.sha256)) {
+            envProblem("artifactChecksums", `no published sha256 known for ${a.key} ${a.version}; hosts will not download an unverified binary: add "${a.key}=<sha256 from the release page>" or use binarySource=local`);
+        }
+        if (r.problems.length > 0) throw new ConfigError(r.problems);
+    }
+    return { spec, warnings };
 }

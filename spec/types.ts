@@ -103,6 +103,8 @@ export interface ClusterSpec {
     etcd: EtcdSettings;
     versions: Versions;
     binarySource: { kind: BinarySourceKind; localDir?: string };
+    /** sha256 pins from config, by artifact key (spec/artifacts.ts). */
+    artifactChecksums: Record<string, string>;
     /** Derived: the address every client uses for the API (VIP:port, or the single master). */
     apiEndpoint: { host: string; port: number; url: string };
     /** Derived: first address of the service CIDR (the `kubernetes` Service). */

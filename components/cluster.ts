@@ -1,0 +1,47 @@
+// Cluster: the whole topology, wired in the seed's order. Each step is a component of its own.
+import * as pulumi from "@pulumi/pulumi";
+import { ClusterSpec } from "../spec/types";
+import { CertificateAuthority } from "./certificate-authority";
+import { hostTarget, HostTarget, putFiles } from "../host/remote";
+import { renderKubeconfig } from "../render/kubeconfig";
+import { certificatesFor } from "../pki/certlist";
+
+export interface ClusterArgs {
+    spec: ClusterSpec;
+    /** SSH private key (secret); when absent the ssh-agent at SSH_AUTH_SOCK is used. */
+    sshPrivateKey?: pulumi.Input<string>;
+}
+
+export class Cluster extends pulumi.ComponentResource {
+    readonly pki: CertificateAuthority;
+    /** Admin kubeconfig through the API endpoint (secret). */
+    readonly kubeconfig: pulumi.Output<string>;
+    readonly apiEndpoint: string;
+    readonly clusterCaCert: pulumi.Output<string>;
+    /** Per host: where kubeha connects, and the PKI files it put there. */
+    readonly hosts: Record<string, { target: HostTarget; pkiFiles: pulumi.Resource }>;
+
+    constructor(name: string, args: ClusterArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("kubeha:index:Cluster", name, {}, opts);
+        const { spec } = args;
+
+        // 1. Certificates, keys, tokens.
+        this.pki = new CertificateAuthority(`${name}-pki`, { spec }, { parent: this });
+
+        // 2. Put each host's share of the PKI on it, all hosts in parallel.
+        this.hosts = Object.fromEntries(spec.hosts.map((host) => {
+            const target = hostTarget(spec, host, args.sshPrivateKey);
+            const pkiFiles = putFiles(`${name}-${host.name}-pki`, target, this.pki.filesFor(spec, host.name), { parent: this });
+            return [host.name, { target, pkiFiles }];
+        }));
+
+        const admin = certificatesFor(spec).find((c) => c.name === "admin")!;
+        this.kubeconfig = pulumi.secret(this.pki.material.apply((m) => renderKubeconfig({
+            clusterName: spec.clusterName, server: spec.apiEndpoint.url, caCertPem: m.cas.ca.certPem,
+            user: admin.commonName, clientCertPem: m.certs.admin.certPem, clientKeyPem: m.certs.admin.keyPem,
+        })));
+        this.apiEndpoint = spec.apiEndpoint.url;
+        this.clusterCaCert = this.pki.caCerts.ca;
+        this.registerOutputs({ kubeconfig: this.kubeconfig, apiEndpoint: this.apiEndpoint, clusterCaCert: this.clusterCaCert });
+    }
+}

@@ -1,0 +1,201 @@
+// The few Pulumi resources that touch a host, written once on @pulumi/command's remote.Command:
+// put files, install release binaries, run a systemd unit, wait until healthy.
+// Rules: file contents travel on stdin (a Pulumi secret), never on a command line or in stdout;
+// every script is idempotent; `update` re-runs the same script so a change never deletes first.
+import * as pulumi from "@pulumi/pulumi";
+import * as command from "@pulumi/command";
+import { createHash } from "node:crypto";
+import { ClusterSpec, Host } from "../spec/types";
+import { Artifact } from "../spec/artifacts";
+import { HostFile } from "../render/types";
+import { STATE_DIR, SYSTEMD_DIR } from "../render/paths";
+
+export type Connection = command.types.input.remote.ConnectionArgs;
+
+export interface HostTarget {
+    host: Host;
+    connection: Connection;
+    /** Run scripts through `sudo -n` (non-root SSH user). */
+    sudo: boolean;
+}
+
+/** SSH connection from the stack config: host-key checking on unless disabled, key as a secret. */
+export function hostTarget(spec: ClusterSpec, host: Host, privateKey?: pulumi.Input<string>): HostTarget {
+    return {
+        host,
+        sudo: spec.ssh.sudo,
+        connection: {
+            host: host.ip,
+            port: spec.ssh.port,
+            user: spec.ssh.user,
+            ...(privateKey ? { privateKey: pulumi.secret(privateKey) } : {}),
+            ...(spec.ssh.hostKeyChecking && host.hostKey ? { hostKey: host.hostKey } : {}),
+            dialErrorLimit: 20,
+            perDialTimeout: 10,
+        },
+    };
+}
+
+export function shellQuote(s: string): string {
+    return `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+/** The command line for a script: `sh -c`, under `sudo -n` for a non-root user. Stdin passes through. */
+export function wrap(target: HostTarget, script: string): string {
+    const body = `set -eu\n${script}`;
+    return `${target.sudo ? "sudo -n " : ""}sh -c ${shellQuote(body)}`;
+}
+
+export function sha256(text: string): string {
+    return createHash("sha256").update(text).digest("hex");
+}
+
+/** Stable digest of a file set (paths, modes, contents): goes in the triggers of what reads them. */
+export function filesDigest(files: HostFile[]): string {
+    return sha256(JSON.stringify([...files].sort((a, b) => a.path.localeCompare(b.path)).map((f) => [f.path, f.mode, sha256(f.content)])));
+}
+
+// Reads "path mode base64" lines from stdin; replaces a file only when its content or mode differ.
+const WRITE_FILES = `umask 077
+while IFS=' ' read -r path mode data; do
+  [ -n "$path" ] || continue
+  dir=\${path%/*}
+  mkdir -p "$dir"
+  tmp=$(mktemp "$dir/.kubeha.XXXXXX")
+  printf '%s' "$data" | base64 -d > "$tmp"
+  chmod "$mode" "$tmp"
+  if [ -f "$path" ] && cmp -s "$tmp" "$path" && [ "$(stat -c %a "$path")" = "\${mode#0}" ]; then
+    rm -f "$tmp"
+  else
+    mv -f "$tmp" "$path"
+    echo "wrote $path"
+  fi
+done`;
+
+export function encodeFiles(files: HostFile[]): string {
+    for (const f of files) {
+        if (!/^\/[A-Za-z0-9._/@+-]+$/.test(f.path)) throw new Error(`refusing to write to unsafe path ${JSON.stringify(f.path)}`);
+        if (!/^0[0-7]{3}$/.test(f.mode)) throw new Error(`${f.path}: mode ${f.mode} is not octal like 0644`);
+    }
+    return files.map((f) => `${f.path} ${f.mode} ${Buffer.from(f.content).toString("base64")}\n`).join("");
+}
+
+/** Puts a set of files on a host in one SSH session; removes them on destroy. */
+export function putFiles(name: string, target: HostTarget, files: pulumi.Input<HostFile[]>, opts: pulumi.CustomResourceOptions): command.remote.Command {
+    const out = pulumi.output(files);
+    const script = wrap(target, WRITE_FILES);
+    return new command.remote.Command(name, {
+        connection: target.connection,
+        create: script,
+        update: script,
+        stdin: pulumi.secret(out.apply(encodeFiles)),
+        delete: out.apply((fs) => wrap(target, `rm -f ${fs.map((f) => shellQuote(f.path)).join(" ")}`)),
+        addPreviousOutputInEnv: false,
+    }, opts);
+}
+
+/** Installs the files of a release artifact: downloaded and checked against its sha256, or uploaded from a local directory. */
+export function installArtifact(name: string, target: HostTarget, artifact: Artifact, source: ClusterSpec["binarySource"],
+    opts: { parent: pulumi.Resource; dependsOn?: pulumi.Resource[] }): command.remote.Command {
+    const members = Object.entries(artifact.members);
+    const installed = members.map(([file]) => `${artifact.installDir}/${file}`);
+    // `from` is a shell word (may expand $tmp); install only when the content differs.
+    const installOne = (from: string, file: string) => {
+        const to = shellQuote(`${artifact.installDir}/${file}`);
+        return `if ! cmp -s ${from} ${to}; then install -m 0755 ${from} ${to}; echo "installed ${artifact.installDir}/${file}"; fi`;
+    };
+    let script: string;
+    const dependsOn: pulumi.Resource[] = [...(opts.dependsOn ?? [])];
+    if (source.kind === "download") {
+        if (!artifact.sha256) throw new Error(`${artifact.key} ${artifact.version}: no sha256 pinned; refusing to download an unverified binary`);
+        const cache = `${STATE_DIR}/downloads`;
+        const file = `${cache}/${artifact.sha256}`;
+        const fetch = [
+            `mkdir -p ${cache} ${artifact.installDir}`,
+            `if ! echo "${artifact.sha256}  ${file}" | sha256sum -c --status 2>/dev/null; then`,
+            `  curl -fsSL --retry 3 -o ${file}.part ${shellQuote(artifact.url)}`,
+            `  if ! echo "${artifact.sha256}  ${file}.part" | sha256sum -c --status; then rm -f ${file}.part; echo "${target.host.name}: ${artifact.url} does not match sha256 ${artifact.sha256}" >&2; exit 1; fi`,
+            `  mv ${file}.part ${file}`,
+            "fi",
+        ];
+        const place = artifact.format === "binary"
+            ? members.map(([f]) => installOne(file, f))
+            : [`tmp=$(mktemp -d)`, `trap 'rm -rf "$tmp"' EXIT`,
+                `tar -xzf ${file} -C "$tmp" ${members.map(([, inside]) => shellQuote(inside)).join(" ")}`,
+                ...members.map(([f, inside]) => installOne(`"$tmp"/${shellQuote(inside)}`, f))];
+        script = [...fetch, ...place].join("\n");
+    } else {
+        // Air-gapped: binaries come from the machine running pulumi, one upload per file.
+        const uploads = `${STATE_DIR}/uploads/${artifact.key}`;
+        const copies = members.map(([file]) => {
+            const local = `${source.localDir}/${artifact.installDir.endsWith("/cni/bin") ? "cni/" : ""}${file}`;
+            return new command.remote.CopyToRemote(`${name}-upload-${file}`, {
+                connection: target.connection, source: new pulumi.asset.FileAsset(local), remotePath: `${uploads}/${file}`,
+            }, { parent: opts.parent, dependsOn: opts.dependsOn });
+        });
+        dependsOn.push(...copies);
+        script = [`mkdir -p ${artifact.installDir}`, ...members.map(([f]) => installOne(shellQuote(`${uploads}/${f}`), f))].join("\n");
+    }
+    const create = wrap(target, script);
+    return new command.remote.Command(name, {
+        connection: target.connection,
+        create,
+        update: create,
+        delete: wrap(target, `rm -f ${installed.map(shellQuote).join(" ")}`),
+        triggers: [artifact.url, artifact.sha256 ?? "local", artifact.version],
+    }, { parent: opts.parent, dependsOn });
+}
+
+export interface UnitArgs {
+    unit: string;
+    content: string;
+    /** Digests of every file the service reads: a change restarts it, nothing else does. */
+    inputs: pulumi.Input<string>[];
+}
+
+/** Writes a systemd unit, enables it and (re)starts it exactly when the unit or its inputs change; stops and removes it on destroy. */
+export function systemdService(name: string, target: HostTarget, args: UnitArgs, opts: pulumi.CustomResourceOptions): command.remote.Command {
+    const path = `${SYSTEMD_DIR}/${args.unit}`;
+    const start = wrap(target, [WRITE_FILES, "systemctl daemon-reload", `systemctl enable ${args.unit} >/dev/null 2>&1`,
+        `systemctl restart ${args.unit}`, `echo "restarted ${args.unit}"`].join("\n"));
+    return new command.remote.Command(name, {
+        connection: target.connection,
+        create: start,
+        update: start,
+        stdin: encodeFiles([{ path, content: args.content, mode: "0644", secret: false }]),
+        delete: wrap(target, `systemctl disable --now ${args.unit} 2>/dev/null || true\nrm -f ${path}\nsystemctl daemon-reload`),
+        triggers: [sha256(args.content), ...args.inputs],
+    }, opts);
+}
+
+export interface HealthArgs {
+    /** What is checked, in the cluster's words ("etcd member", "kube-apiserver /readyz"). */
+    what: string;
+    /** Shell test that exits 0 when healthy. */
+    check: string;
+    timeoutSeconds: number;
+    /** Re-run the gate whenever these change (the restarts it guards). */
+    triggers: pulumi.Input<string>[];
+}
+
+/** Waits until a check passes on a host, or fails with a message naming the host, the check and its last output. */
+export function waitHealthy(name: string, target: HostTarget, args: HealthArgs, opts: pulumi.CustomResourceOptions): command.remote.Command {
+    const script = wrap(target, [
+        `deadline=$(( $(date +%s) + ${args.timeoutSeconds} ))`,
+        `while :; do`,
+        `  if out=$( { ${args.check} ; } 2>&1 ); then echo "${target.host.name}: ${args.what} healthy"; exit 0; fi`,
+        `  if [ "$(date +%s)" -ge "$deadline" ]; then`,
+        `    echo "${target.host.name}: ${args.what} not healthy after ${args.timeoutSeconds}s; last output:" >&2`,
+        `    printf '%s\\n' "$out" | tail -n 20 >&2`,
+        `    exit 1`,
+        `  fi`,
+        `  sleep 1`,
+        `done`,
+    ].join("\n"));
+    return new command.remote.Command(name, {
+        connection: target.connection,
+        create: script,
+        update: script,
+        triggers: args.triggers,
+    }, opts);
+}
