@@ -1,0 +1,34 @@
+// npm run render -- <stack> <dir>: write every file each host would receive to <dir>/<host>/<path>,
+// through the same render functions the components use. Private keys are placeholders.
+import { chmodSync, mkdirSync, writeFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { loadStack } from "./load";
+import { previewPkiMaterial } from "../pki/preview";
+import { renderHostFiles } from "../render/hosts";
+
+async function main(): Promise<void> {
+    const [stack, dir] = process.argv.slice(2);
+    const { spec } = loadStack(stack, "npm run render -- <stack> <dir>");
+    if (!dir) {
+        console.error("usage: npm run render -- <stack> <dir>");
+        process.exit(2);
+    }
+    const files = renderHostFiles(spec, await previewPkiMaterial(spec));
+    let count = 0;
+    for (const [host, list] of files) {
+        for (const f of list) {
+            const target = join(resolve(dir), host, f.path);
+            mkdirSync(dirname(target), { recursive: true });
+            writeFileSync(target, f.content);
+            chmodSync(target, parseInt(f.mode, 8));
+            count++;
+        }
+        console.log(`${host}: ${list.length} files`);
+    }
+    console.log(`wrote ${count} files for ${files.size} hosts under ${resolve(dir)} (certificates are a preview PKI; private keys are placeholders)`);
+}
+
+main().catch((e) => {
+    console.error(e);
+    process.exit(1);
+});
