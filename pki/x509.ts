@@ -174,7 +174,7 @@ export function describeCertificate(pem: string): CertificateFacts {
         issuerCommonName: pick(issuer, "CN")[0],
         dnsNames: names.filter((n) => n.type === "dns").map((n) => n.value),
         ipAddresses: names.filter((n) => n.type === "ip").map((n) => n.value),
-        extendedKeyUsages: (eku?.usages ?? []).flatMap((u) =>
+        extendedKeyUsages: [...(eku?.usages ?? [])].flatMap((u) =>
             u === x509.ExtendedKeyUsage.serverAuth ? ["server_auth" as const] : u === x509.ExtendedKeyUsage.clientAuth ? ["client_auth" as const] : []),
         isCa: !!bc?.ca,
         notAfter: cert.notAfter,

@@ -1,0 +1,21 @@
+// Small stack configs for tests: the seed's cluster, and a compact lab-like one.
+import { loadClusterSpec, RawConfig } from "../spec/config";
+import { rawConfigFromStackFile } from "../spec/stack-config";
+import { ClusterSpec } from "../spec/types";
+
+export const SEED_RAW: RawConfig = rawConfigFromStackFile(`${__dirname}/../Pulumi.dev.yaml`);
+
+export const HA_RAW: RawConfig = {
+    masters: ["m1=198.18.0.11", "m2=198.18.0.12", "m3=198.18.0.13"],
+    workers: ["w1=198.18.0.21", "w2=198.18.0.22"],
+    loadBalancers: ["lb1=198.18.0.31", "lb2=198.18.0.32"],
+    vip: "198.18.0.10",
+    hostCidr: "198.18.0.0/24",
+    hostInterface: "host0",
+    sshHostKeyChecking: false,
+    sshPrivateKey: "[secret]",
+};
+
+export function specOf(raw: RawConfig, overrides: RawConfig = {}): ClusterSpec {
+    return loadClusterSpec({ ...raw, ...overrides }, { strict: false }).spec;
+}
