@@ -172,24 +172,25 @@ export function loadClusterSpec(raw: RawConfig, opts: LoadOptions = {}): LoadRes
         ...readHosts(r, "loadBalancers", "lb"),
     ];
     const roleKey: Record<Role, SettingKey> = { master: "masters", worker: "workers", lb: "loadBalancers" };
+    const uniqueKeys = (a: Host, b: Host) => [...new Set([roleKey[a.roles[0]], roleKey[b.roles[0]]])];
     const byName = new Map<string, Host>();
     const byIp = new Map<string, Host>();
     for (const h of listed) {
         const sameName = byName.get(h.name);
         const sameIp = byIp.get(h.ip);
-        if (sameName || sameIp) {
-            const other = (sameName ?? sameIp)!;
-            const keys = [roleKey[other.roles[0]], roleKey[h.roles[0]]].filter((k, i, a) => a.indexOf(k) === i);
-            if (other.roles[0] !== h.roles[0]) {
-                const fix = other.roles[0] !== "lb" && h.roles[0] !== "lb"
-                    ? "list it only under masters and set kubeha:mastersAreWorkers=true"
-                    : "lb hosts must be dedicated: give the load balancer its own host";
-                r.problem(keys, `host ${h.name} (${h.ip}) is listed as both ${other.roles[0]} and ${h.roles[0]}; ${fix}`);
-            } else if (sameName) {
-                r.problem(keys, `duplicate host name ${h.name} (${sameName.ip} and ${h.ip}); every host needs its own name`);
-            } else {
-                r.problem(keys, `duplicate host IP ${h.ip} (${sameIp!.name} and ${h.name}); every host needs its own address`);
-            }
+        if (sameName && sameName.roles[0] !== h.roles[0]) {
+            const fix = sameName.roles[0] !== "lb" && h.roles[0] !== "lb"
+                ? "list it only under masters and set kubeha:mastersAreWorkers=true"
+                : "lb hosts must be dedicated: give the load balancer its own host";
+            r.problem(uniqueKeys(sameName, h), `host ${h.name} is listed as both ${sameName.roles[0]} and ${h.roles[0]}; ${fix}`);
+            continue;
+        }
+        if (sameName) {
+            r.problem(uniqueKeys(sameName, h), `duplicate host name ${h.name} (${sameName.ip} and ${h.ip}); every host needs its own name`);
+            continue;
+        }
+        if (sameIp) {
+            r.problem(uniqueKeys(sameIp, h), `duplicate host IP ${h.ip} (${sameIp.name} and ${h.name}); every host needs its own address`);
             continue;
         }
         byName.set(h.name, h);

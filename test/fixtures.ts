@@ -14,6 +14,9 @@ export const HA_RAW: RawConfig = {
     hostInterface: "host0",
     sshHostKeyChecking: false,
     sshPrivateKey: "[secret]",
+    // The lab's way: binaries built locally and uploaded (no download, so no checksum pins needed).
+    binarySource: "local",
+    binaryDir: "/srv/kubeha/bin",
 };
 
 export function specOf(raw: RawConfig, overrides: RawConfig = {}): ClusterSpec {
