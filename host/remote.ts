@@ -56,7 +56,7 @@ export function filesDigest(files: HostFile[]): string {
 }
 
 // Reads "path mode base64" lines from stdin; replaces a file only when its content or mode differ.
-const WRITE_FILES = `umask 077
+export const WRITE_FILES = `umask 077
 while IFS=' ' read -r path mode data; do
   [ -n "$path" ] || continue
   dir=\${path%/*}
@@ -94,47 +94,59 @@ export function putFiles(name: string, target: HostTarget, files: pulumi.Input<H
     }, opts);
 }
 
+/**
+ * The script that installs an artifact's files: fetch once into a cache keyed by sha256, verify,
+ * extract, and replace an installed file only when it differs. `from` is "download" or the upload dir.
+ */
+export function artifactInstallScript(hostName: string, artifact: Artifact, from: { download: true; cacheDir: string } | { uploadDir: string }): string {
+    const members = Object.entries(artifact.members);
+    // `src` is a shell word (may expand $tmp); install only when the content differs.
+    const installOne = (src: string, file: string) => {
+        const to = shellQuote(`${artifact.installDir}/${file}`);
+        return `if ! cmp -s ${src} ${to} 2>/dev/null; then install -m 0755 ${src} ${to}; echo "installed ${artifact.installDir}/${file}"; fi`;
+    };
+    if ("uploadDir" in from) {
+        return [`mkdir -p ${shellQuote(artifact.installDir)}`, ...members.map(([f]) => installOne(shellQuote(`${from.uploadDir}/${f}`), f))].join("\n");
+    }
+    if (!artifact.sha256) throw new Error(`${artifact.key} ${artifact.version}: no sha256 pinned; refusing to download an unverified binary`);
+    const file = shellQuote(`${from.cacheDir}/${artifact.sha256}`);
+    const part = shellQuote(`${from.cacheDir}/${artifact.sha256}.part`);
+    const fetch = [
+        `mkdir -p ${shellQuote(from.cacheDir)} ${shellQuote(artifact.installDir)}`,
+        `if ! echo "${artifact.sha256}  "${file} | sha256sum -c --status 2>/dev/null; then`,
+        `  curl -fsSL --retry 3 -o ${part} ${shellQuote(artifact.url)}`,
+        `  if ! echo "${artifact.sha256}  "${part} | sha256sum -c --status; then`,
+        `    rm -f ${part}; echo "${hostName}: ${artifact.url} does not match sha256 ${artifact.sha256}" >&2; exit 1`,
+        `  fi`,
+        `  mv ${part} ${file}`,
+        "fi",
+    ];
+    const place = artifact.format === "binary"
+        ? members.map(([f]) => installOne(file, f))
+        : [`tmp=$(mktemp -d)`, `trap 'rm -rf "$tmp"' EXIT`,
+            `tar -xzf ${file} -C "$tmp" ${members.map(([, inside]) => shellQuote(inside)).join(" ")}`,
+            ...members.map(([f, inside]) => installOne(`"$tmp"/${shellQuote(inside)}`, f))];
+    return [...fetch, ...place].join("\n");
+}
+
 /** Installs the files of a release artifact: downloaded and checked against its sha256, or uploaded from a local directory. */
 export function installArtifact(name: string, target: HostTarget, artifact: Artifact, source: ClusterSpec["binarySource"],
     opts: { parent: pulumi.Resource; dependsOn?: pulumi.Resource[] }): command.remote.Command {
-    const members = Object.entries(artifact.members);
-    const installed = members.map(([file]) => `${artifact.installDir}/${file}`);
-    // `from` is a shell word (may expand $tmp); install only when the content differs.
-    const installOne = (from: string, file: string) => {
-        const to = shellQuote(`${artifact.installDir}/${file}`);
-        return `if ! cmp -s ${from} ${to}; then install -m 0755 ${from} ${to}; echo "installed ${artifact.installDir}/${file}"; fi`;
-    };
-    let script: string;
+    const installed = Object.keys(artifact.members).map((file) => `${artifact.installDir}/${file}`);
     const dependsOn: pulumi.Resource[] = [...(opts.dependsOn ?? [])];
+    let script: string;
     if (source.kind === "download") {
-        if (!artifact.sha256) throw new Error(`${artifact.key} ${artifact.version}: no sha256 pinned; refusing to download an unverified binary`);
-        const cache = `${STATE_DIR}/downloads`;
-        const file = `${cache}/${artifact.sha256}`;
-        const fetch = [
-            `mkdir -p ${cache} ${artifact.installDir}`,
-            `if ! echo "${artifact.sha256}  ${file}" | sha256sum -c --status 2>/dev/null; then`,
-            `  curl -fsSL --retry 3 -o ${file}.part ${shellQuote(artifact.url)}`,
-            `  if ! echo "${artifact.sha256}  ${file}.part" | sha256sum -c --status; then rm -f ${file}.part; echo "${target.host.name}: ${artifact.url} does not match sha256 ${artifact.sha256}" >&2; exit 1; fi`,
-            `  mv ${file}.part ${file}`,
-            "fi",
-        ];
-        const place = artifact.format === "binary"
-            ? members.map(([f]) => installOne(file, f))
-            : [`tmp=$(mktemp -d)`, `trap 'rm -rf "$tmp"' EXIT`,
-                `tar -xzf ${file} -C "$tmp" ${members.map(([, inside]) => shellQuote(inside)).join(" ")}`,
-                ...members.map(([f, inside]) => installOne(`"$tmp"/${shellQuote(inside)}`, f))];
-        script = [...fetch, ...place].join("\n");
+        script = artifactInstallScript(target.host.name, artifact, { download: true, cacheDir: `${STATE_DIR}/downloads` });
     } else {
         // Air-gapped: binaries come from the machine running pulumi, one upload per file.
-        const uploads = `${STATE_DIR}/uploads/${artifact.key}`;
-        const copies = members.map(([file]) => {
+        const uploadDir = `${STATE_DIR}/uploads/${artifact.key}`;
+        for (const file of Object.keys(artifact.members)) {
             const local = `${source.localDir}/${artifact.installDir.endsWith("/cni/bin") ? "cni/" : ""}${file}`;
-            return new command.remote.CopyToRemote(`${name}-upload-${file}`, {
-                connection: target.connection, source: new pulumi.asset.FileAsset(local), remotePath: `${uploads}/${file}`,
-            }, { parent: opts.parent, dependsOn: opts.dependsOn });
-        });
-        dependsOn.push(...copies);
-        script = [`mkdir -p ${artifact.installDir}`, ...members.map(([f]) => installOne(shellQuote(`${uploads}/${f}`), f))].join("\n");
+            dependsOn.push(new command.remote.CopyToRemote(`${name}-upload-${file}`, {
+                connection: target.connection, source: new pulumi.asset.FileAsset(local), remotePath: `${uploadDir}/${file}`,
+            }, { parent: opts.parent, dependsOn: opts.dependsOn }));
+        }
+        script = artifactInstallScript(target.host.name, artifact, { uploadDir });
     }
     const create = wrap(target, script);
     return new command.remote.Command(name, {
@@ -178,20 +190,25 @@ export interface HealthArgs {
     triggers: pulumi.Input<string>[];
 }
 
-/** Waits until a check passes on a host, or fails with a message naming the host, the check and its last output. */
-export function waitHealthy(name: string, target: HostTarget, args: HealthArgs, opts: pulumi.CustomResourceOptions): command.remote.Command {
-    const script = wrap(target, [
+/** The wait loop: runs the check every second until it passes or the timeout; the failure names host, check and last output. */
+export function healthScript(hostName: string, args: Pick<HealthArgs, "what" | "check" | "timeoutSeconds">): string {
+    return [
         `deadline=$(( $(date +%s) + ${args.timeoutSeconds} ))`,
         `while :; do`,
-        `  if out=$( { ${args.check} ; } 2>&1 ); then echo "${target.host.name}: ${args.what} healthy"; exit 0; fi`,
+        `  if out=$( { ${args.check} ; } 2>&1 ); then echo "${hostName}: ${args.what} healthy"; exit 0; fi`,
         `  if [ "$(date +%s)" -ge "$deadline" ]; then`,
-        `    echo "${target.host.name}: ${args.what} not healthy after ${args.timeoutSeconds}s; last output:" >&2`,
+        `    echo "${hostName}: ${args.what} not healthy after ${args.timeoutSeconds}s; last output:" >&2`,
         `    printf '%s\\n' "$out" | tail -n 20 >&2`,
         `    exit 1`,
         `  fi`,
         `  sleep 1`,
         `done`,
-    ].join("\n"));
+    ].join("\n");
+}
+
+/** Waits until a check passes on a host, or fails with a message naming the host, the check and its last output. */
+export function waitHealthy(name: string, target: HostTarget, args: HealthArgs, opts: pulumi.CustomResourceOptions): command.remote.Command {
+    const script = wrap(target, healthScript(target.host.name, args));
     return new command.remote.Command(name, {
         connection: target.connection,
         create: script,
