@@ -5,6 +5,9 @@ import { CertificateAuthority } from "./certificate-authority";
 import { hostTarget, HostTarget, putFiles } from "../host/remote";
 import { renderKubeconfig } from "../render/kubeconfig";
 import { certificatesFor } from "../pki/certlist";
+import { HostContexts } from "./context";
+import { EtcdCluster } from "./etcd-cluster";
+import { ControlPlane } from "./control-plane";
 
 export interface ClusterArgs {
     spec: ClusterSpec;
@@ -19,7 +22,9 @@ export class Cluster extends pulumi.ComponentResource {
     readonly apiEndpoint: string;
     readonly clusterCaCert: pulumi.Output<string>;
     /** Per host: where kubeha connects, and the PKI files it put there. */
-    readonly hosts: Record<string, { target: HostTarget; pkiFiles: pulumi.Resource }>;
+    readonly hosts: HostContexts;
+    readonly etcd: EtcdCluster;
+    readonly controlPlane: ControlPlane;
 
     constructor(name: string, args: ClusterArgs, opts?: pulumi.ComponentResourceOptions) {
         super("kubeha:index:Cluster", name, {}, opts);
@@ -30,10 +35,17 @@ export class Cluster extends pulumi.ComponentResource {
 
         // 2. Put each host's share of the PKI on it, all hosts in parallel.
         this.hosts = Object.fromEntries(spec.hosts.map((host) => {
-            const target = hostTarget(spec, host, args.sshPrivateKey);
-            const pkiFiles = putFiles(`${name}-${host.name}-pki`, target, this.pki.filesFor(spec, host.name), { parent: this });
-            return [host.name, { target, pkiFiles }];
+            const target: HostTarget = hostTarget(spec, host, args.sshPrivateKey);
+            const pki = this.pki.filesFor(spec, host.name);
+            const pkiFiles = putFiles(`${name}-${host.name}-pki`, target, pki, { parent: this });
+            return [host.name, { target, pki, pkiFiles }];
         }));
+
+        // 3. etcd on the masters, then the control plane behind it.
+        this.etcd = new EtcdCluster(`${name}-etcd`, { spec, hosts: this.hosts }, { parent: this });
+        this.controlPlane = new ControlPlane(`${name}-control-plane`, {
+            spec, hosts: this.hosts, bootstrapToken: this.pki.bootstrapToken, etcdReady: this.etcd.ready,
+        }, { parent: this });
 
         const admin = certificatesFor(spec).find((c) => c.name === "admin")!;
         this.kubeconfig = pulumi.secret(this.pki.material.apply((m) => renderKubeconfig({

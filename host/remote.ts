@@ -163,20 +163,50 @@ export interface UnitArgs {
     content: string;
     /** Digests of every file the service reads: a change restarts it, nothing else does. */
     inputs: pulumi.Input<string>[];
+    /** How to (re)start it; default `systemctl restart <unit>`. */
+    restart?: string;
+    /** Extra units to write next to it (a timer's service), same lifecycle. */
+    companions?: { unit: string; content: string }[];
 }
 
 /** Writes a systemd unit, enables it and (re)starts it exactly when the unit or its inputs change; stops and removes it on destroy. */
 export function systemdService(name: string, target: HostTarget, args: UnitArgs, opts: pulumi.CustomResourceOptions): command.remote.Command {
-    const path = `${SYSTEMD_DIR}/${args.unit}`;
+    const units = [{ unit: args.unit, content: args.content }, ...(args.companions ?? [])];
+    const files = units.map((u) => ({ path: `${SYSTEMD_DIR}/${u.unit}`, content: u.content, mode: "0644", secret: false }));
     const start = wrap(target, [WRITE_FILES, "systemctl daemon-reload", `systemctl enable ${args.unit} >/dev/null 2>&1`,
-        `systemctl restart ${args.unit}`, `echo "restarted ${args.unit}"`].join("\n"));
+        args.restart ?? `systemctl restart ${args.unit}`, `echo "started ${args.unit}"`].join("\n"));
     return new command.remote.Command(name, {
         connection: target.connection,
         create: start,
         update: start,
-        stdin: encodeFiles([{ path, content: args.content, mode: "0644", secret: false }]),
-        delete: wrap(target, `systemctl disable --now ${args.unit} 2>/dev/null || true\nrm -f ${path}\nsystemctl daemon-reload`),
-        triggers: [sha256(args.content), ...args.inputs],
+        stdin: encodeFiles(files),
+        delete: wrap(target, [`systemctl disable --now ${units.map((u) => u.unit).join(" ")} 2>/dev/null || true`,
+            `rm -f ${files.map((f) => f.path).join(" ")}`, "systemctl daemon-reload"].join("\n")),
+        triggers: [sha256(JSON.stringify(units)), ...args.inputs],
+    }, opts);
+}
+
+/** Digest of the files among `files` at `paths` (the inputs of one service). */
+export function digestOf(files: pulumi.Output<HostFile[]>, paths: string[]): pulumi.Output<string> {
+    return files.apply((fs) => {
+        const picked = fs.filter((f) => paths.includes(f.path));
+        const missing = paths.filter((p) => !picked.some((f) => f.path === p));
+        if (missing.length) throw new Error(`inputs not rendered for this host: ${missing.join(", ")}`);
+        return filesDigest(picked);
+    });
+}
+
+/** A one-off idempotent script (e.g. `kubectl apply`), re-run when its triggers change. */
+export function runScript(name: string, target: HostTarget, args: { script: string; stdin?: pulumi.Input<string>; triggers: pulumi.Input<string>[]; delete?: string },
+    opts: pulumi.CustomResourceOptions): command.remote.Command {
+    const script = wrap(target, args.script);
+    return new command.remote.Command(name, {
+        connection: target.connection,
+        create: script,
+        update: script,
+        ...(args.stdin !== undefined ? { stdin: pulumi.secret(args.stdin) } : {}),
+        ...(args.delete ? { delete: wrap(target, args.delete) } : {}),
+        triggers: args.triggers,
     }, opts);
 }
 

@@ -1,9 +1,32 @@
-// Every file on every host, from the spec and the key material: the one function both
-// `pulumi up` (through the components) and `npm run render` use.
+// Every file on every host, from the spec and the key material: `npm run render` writes these;
+// the components put the same files through the same render functions.
 import { ClusterSpec } from "../spec/types";
 import { PkiMaterial, renderPkiFiles } from "./pki";
-import { HostFiles } from "./types";
+import { addFile, HostFiles, publicFile } from "./types";
+import { SYSTEMD_DIR } from "./paths";
+import { ETCD, renderEtcdBackupScript, renderEtcdBackupUnits, renderEtcdUnit } from "./etcd";
+import {
+    CONTROL_PLANE, renderApiserverUnit, renderAuditPolicy, renderAuthenticationConfig, renderControllerManagerUnit,
+    renderSchedulerConfig, renderSchedulerUnit,
+} from "./control-plane";
+
+const unit = (name: string, content: string) => publicFile(`${SYSTEMD_DIR}/${name}`, content);
 
 export function renderHostFiles(spec: ClusterSpec, material: PkiMaterial): HostFiles {
-    return renderPkiFiles(spec, material);
+    const files = renderPkiFiles(spec, material);
+    const backup = renderEtcdBackupUnits(spec);
+    for (const m of spec.masters) {
+        const add = (f: ReturnType<typeof publicFile>) => addFile(files, m.name, f);
+        add(unit(ETCD.unit, renderEtcdUnit(spec, m)));
+        add({ ...publicFile(ETCD.backupScript, renderEtcdBackupScript(spec)), mode: "0755" });
+        add(unit(ETCD.backupService, backup.service));
+        add(unit(ETCD.backupTimer, backup.timer));
+        add({ ...publicFile(CONTROL_PLANE.auditPolicy, renderAuditPolicy()), mode: "0600" });
+        add({ ...publicFile(CONTROL_PLANE.authenticationConfig, renderAuthenticationConfig()), mode: "0600" });
+        add({ ...publicFile(CONTROL_PLANE.schedulerConfig, renderSchedulerConfig()), mode: "0600" });
+        add(unit(CONTROL_PLANE.apiserverUnit, renderApiserverUnit(spec, m)));
+        add(unit(CONTROL_PLANE.controllerManagerUnit, renderControllerManagerUnit(spec)));
+        add(unit(CONTROL_PLANE.schedulerUnit, renderSchedulerUnit(spec)));
+    }
+    return files;
 }

