@@ -39,7 +39,17 @@ function randomText(length: number, inputs: Record<string, unknown>): string {
     return [...randomBytes(length)].map((b) => chars[b % chars.length]).join("");
 }
 
-async function outputsFor(type: string, i: Record<string, any>): Promise<Record<string, unknown>> {
+// Same resource name and args -> same outputs, across program runs in one process, as the engine
+// keeps unchanged resources: lets a test change one setting and see exactly what changes.
+const memo = new Map<string, Promise<Record<string, unknown>>>();
+
+function outputsFor(type: string, name: string, i: Record<string, any>): Promise<Record<string, unknown>> {
+    const key = `${type}::${name}::${JSON.stringify(i)}`;
+    if (!memo.has(key)) memo.set(key, computeOutputs(type, i));
+    return memo.get(key)!;
+}
+
+async function computeOutputs(type: string, i: Record<string, any>): Promise<Record<string, unknown>> {
     switch (type) {
         case "tls:index/privateKey:PrivateKey": {
             const key = generateKey(i.algorithm === "RSA" ? "RSA" : "ECDSA");
@@ -78,7 +88,7 @@ export async function startMocks(): Promise<Recorded[]> {
                 rec.inputs = inputs;
                 rec.secretInputs = Object.keys(args.inputs).filter((k) => isSecretValue(args.inputs[k]));
             }
-            return { id: `${args.name}-id`, state: { ...inputs, ...(await outputsFor(args.type, inputs)) } };
+            return { id: `${args.name}-id`, state: { ...inputs, ...(await outputsFor(args.type, args.name, inputs)) } };
         },
         call(args: pulumi.runtime.MockCallArgs) {
             return args.inputs;

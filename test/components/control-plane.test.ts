@@ -1,0 +1,117 @@
+// Ordering and restart scope of the control plane, read from the resource graph the program builds.
+import { strict as assert } from "node:assert";
+import { promiseOf, Recorded, runProgram, settled, startMocks } from "../mocks";
+import { HA_RAW, specOf } from "../fixtures";
+import { RawConfig } from "../../spec/config";
+
+async function build(overrides: RawConfig = {}): Promise<Recorded[]> {
+    const recorded = await startMocks();
+    const { Cluster } = await import("../../components/cluster");
+    const cluster = await runProgram(() => new Cluster("kubeha", { spec: specOf(HA_RAW, overrides), sshPrivateKey: "KEY" }));
+    await promiseOf(cluster.kubeconfig);
+    await settled(recorded);
+    return [...recorded];
+}
+
+const named = (rs: Recorded[], name: string) => {
+    const r = rs.find((x) => x.name === name);
+    assert.ok(r, `resource ${name} exists`);
+    return r!;
+};
+
+/** Every resource `name` depends on, directly or through others (dependsOn only). */
+function ancestors(rs: Recorded[], name: string, seen = new Set<string>()): Set<string> {
+    for (const d of named(rs, name).dependsOn) {
+        if (!seen.has(d)) {
+            seen.add(d);
+            ancestors(rs, d, seen);
+        }
+    }
+    return seen;
+}
+
+/** Triggers of every systemd service / gate, by resource name. */
+const triggers = (rs: Recorded[]) => new Map(rs.filter((r) => r.type === "command:remote:Command" && r.inputs.triggers).map((r) => [r.name, JSON.stringify(r.inputs.triggers)]));
+
+describe("control plane ordering (mocks)", () => {
+    let rs: Recorded[];
+    before(async () => {
+        rs = await build();
+    });
+
+    it("installs binaries and puts certificates before starting etcd", () => {
+        const deps = ancestors(rs, "kubeha-etcd-m2-etcd");
+        assert.ok(deps.has("kubeha-etcd-m2-etcd-binaries"));
+        assert.ok(deps.has("kubeha-m2-pki"));
+    });
+
+    it("starts etcd members in order and gates on the whole cluster being healthy", () => {
+        assert.ok(ancestors(rs, "kubeha-etcd-m3-etcd").has("kubeha-etcd-m2-etcd"));
+        assert.ok(ancestors(rs, "kubeha-etcd-m2-etcd").has("kubeha-etcd-m1-etcd"));
+        for (const m of ["m1", "m2", "m3"]) {
+            const gate = ancestors(rs, `kubeha-etcd-${m}-etcd-healthy`);
+            for (const other of ["m1", "m2", "m3"]) assert.ok(gate.has(`kubeha-etcd-${other}-etcd`), `${m}'s gate waits for ${other}`);
+            assert.match(named(rs, `kubeha-etcd-${m}-etcd-healthy`).inputs.create, /etcdctl --endpoints=https:\/\/198\.18\.0\.11:2379,https:\/\/198\.18\.0\.12:2379,https:\/\/198\.18\.0\.13:2379 .* endpoint health/);
+        }
+    });
+
+    it("a running member restarts only when every member is healthy (never two down)", () => {
+        const create = named(rs, "kubeha-etcd-m2-etcd").inputs.create as string;
+        assert.match(create, /if systemctl is-active --quiet etcd\.service && \[ -f \/var\/lib\/kubeha\/etcd-was-healthy \]; then/);
+        assert.match(create, /until [^\n]*endpoint health[^\n]*\n[\s\S]*?done\n {2}systemctl restart etcd\.service\nelse\n {2}systemctl restart --no-block etcd\.service/);
+    });
+
+    it("no apiserver starts before etcd is healthy", () => {
+        for (const m of ["m1", "m2", "m3"]) {
+            const deps = ancestors(rs, `kubeha-control-plane-${m}-apiserver`);
+            for (const e of ["m1", "m2", "m3"]) assert.ok(deps.has(`kubeha-etcd-${e}-etcd-healthy`), `${m} apiserver after etcd gate ${e}`);
+        }
+    });
+
+    it("rolls each component one master at a time behind the previous master's health gate", () => {
+        for (const c of ["apiserver", "controllerManager", "scheduler"]) {
+            assert.ok(named(rs, `kubeha-control-plane-m2-${c}`).dependsOn.includes(`kubeha-control-plane-m1-${c}-healthy`), c);
+            assert.ok(named(rs, `kubeha-control-plane-m3-${c}`).dependsOn.includes(`kubeha-control-plane-m2-${c}-healthy`), c);
+        }
+        assert.ok(ancestors(rs, "kubeha-control-plane-m1-controllerManager").has("kubeha-control-plane-m1-apiserver-healthy"));
+    });
+
+    it("applies the bootstrap token and RBAC through the first apiserver once it is ready", () => {
+        const b = named(rs, "kubeha-control-plane-bootstrap-rbac");
+        assert.ok(b.dependsOn.includes("kubeha-control-plane-m1-apiserver-healthy"));
+        assert.ok(b.secretInputs.includes("stdin"), "the token travels as a secret");
+        assert.match(b.inputs.stdin, /type: bootstrap\.kubernetes\.io\/token/);
+        assert.match(b.inputs.create, /kubectl --kubeconfig=\/etc\/kubernetes\/admin\.conf --server=https:\/\/127\.0\.0\.1:6443 apply/);
+        assert.ok(!b.inputs.create.includes("token-secret"));
+    });
+});
+
+describe("restart scope: a change restarts exactly the units that read it (mocks)", () => {
+    let base: Map<string, string>;
+    before(async () => {
+        base = triggers(await build());
+    });
+    const changed = async (overrides: RawConfig) => {
+        const next = triggers(await build(overrides));
+        return [...next].filter(([n, t]) => base.get(n) !== t).map(([n]) => n).sort();
+    };
+
+    it("the same config twice changes nothing", async () => {
+        assert.deepEqual(await changed({}), []);
+    });
+
+    it("an etcd flag re-runs only the etcd members (and the gates after them)", async () => {
+        const c = await changed({ etcdHeartbeatMs: 200 });
+        assert.deepEqual(c.filter((n) => !n.endsWith("-healthy")), ["kubeha-etcd-m1-etcd", "kubeha-etcd-m2-etcd", "kubeha-etcd-m3-etcd"]);
+    });
+
+    it("an apiserver flag restarts only the apiservers", async () => {
+        const c = await changed({ apiserverExtraArgs: ["--v=2"] });
+        assert.deepEqual(c.filter((n) => !n.endsWith("-healthy")), ["kubeha-control-plane-m1-apiserver", "kubeha-control-plane-m2-apiserver", "kubeha-control-plane-m3-apiserver"]);
+    });
+
+    it("a scheduler flag restarts only the schedulers", async () => {
+        const c = await changed({ schedulerExtraArgs: ["--v=3"] });
+        assert.deepEqual(c.filter((n) => !n.endsWith("-healthy")), ["kubeha-control-plane-m1-scheduler", "kubeha-control-plane-m2-scheduler", "kubeha-control-plane-m3-scheduler"]);
+    });
+});
