@@ -3,7 +3,7 @@
 #
 #   lab/hosts.sh up                 build/reuse the base rootfs, boot the hosts, wait for SSH
 #   lab/hosts.sh status             one line per host
-#   lab/hosts.sh ssh <host> [cmd…]  ssh as root (host name or IP)
+#   lab/hosts.sh ssh [user@]<host> [cmd…]  ssh (root by default; host name or IP)
 #   lab/hosts.sh down               stop everything and clean up (idempotent)
 #   lab/hosts.sh ssh-config         print an ssh_config snippet for the lab hosts
 #
@@ -36,7 +36,7 @@ MIRROR=${KUBEHA_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 # Packages of the base rootfs. debootstrap installs the first list (proven set from the
 # note), apt-get inside the chroot the second (it resolves alternatives properly).
 DEBOOTSTRAP_PKGS=(systemd-sysv dbus openssh-server iproute2 procps ca-certificates netbase)
-EXTRA_PKGS=(sudo curl kmod iptables nftables conntrack socat ethtool ipset
+EXTRA_PKGS=(sudo curl kmod iptables nftables conntrack socat ethtool ipset iputils-ping
 	nginx libnginx-mod-stream keepalived)
 # Global /proc/sys keys kubelet checks (protectKernelDefaults: true) or sets (false, and
 # exits if it cannot): pkg/kubelet/cm/container_manager_linux.go setupKernelTunables.
@@ -83,7 +83,7 @@ existing_hosts() {
 
 # ---------------------------------------------------------------- machine packages
 ensure_machine_packages() {
-	local missing=() cmd pkg
+	local missing=() cmd
 	for cmd in systemd-nspawn:systemd-container debootstrap:debootstrap ssh:openssh-client \
 		ssh-keygen:openssh-client ip:iproute2 flock:util-linux setsid:util-linux \
 		findmnt:util-linux mountpoint:util-linux; do
@@ -163,6 +163,13 @@ rootfs_hash() {
 	} | sha256sum | cut -c1-12
 }
 
+unmount_below() {
+	local t
+	[[ -d $1 ]] || return 0
+	findmnt -rn -o TARGET | grep -F "$1/" | sort -r | while read -r t; do umount -l "$t"; done
+	return 0
+}
+
 # Sets BASE to the ready base rootfs, building it if needed.
 ensure_rootfs() {
 	local hash t0 tmp d
@@ -170,7 +177,7 @@ ensure_rootfs() {
 	BASE=$ROOTFS_CACHE/$SUITE-$hash
 	mkdir -p "$ROOTFS_CACHE"
 	exec 8>"$ROOTFS_CACHE/.lock"
-	flock 8
+	flock -w 900 8 || die "timed out waiting for another rootfs build ($ROOTFS_CACHE/.lock)"
 	if [[ -f $BASE/.kubeha-rootfs-ok ]]; then
 		flock -u 8
 		phase "rootfs" "0.0" "cached $BASE"
@@ -178,7 +185,8 @@ ensure_rootfs() {
 	fi
 	t0=$(now)
 	tmp=$ROOTFS_CACHE/.build-$hash
-	rm -rf "$tmp"
+	unmount_below "$tmp" # an interrupted build may have left /proc mounted there
+	rm -rf --one-file-system "$tmp"
 	mkdir -p "$tmp" "$ROOTFS_CACHE/debs"
 	log "building base rootfs $BASE (debootstrap $SUITE, then ${#EXTRA_PKGS[@]} extra packages)"
 	if ! debootstrap --variant=minbase --cache-dir="$ROOTFS_CACHE/debs" \
@@ -192,7 +200,7 @@ ensure_rootfs() {
 	# In the background so that set -e applies inside (it does not in an `if` condition).
 	rootfs_customize "$tmp" >>"$ROOTFS_CACHE/.build-$hash.log" 2>&1 &
 	if ! wait $!; then
-		umount "$tmp/proc" 2>/dev/null || true
+		unmount_below "$tmp"
 		tail -n 20 "$ROOTFS_CACHE/.build-$hash.log" >&2
 		die "customizing the rootfs failed (log: $ROOTFS_CACHE/.build-$hash.log)"
 	fi
@@ -203,7 +211,7 @@ ensure_rootfs() {
 	for d in "$ROOTFS_CACHE/$SUITE"-*/; do
 		d=${d%/}
 		[[ $d == "$BASE" ]] && continue
-		grep -q "lowerdir=$d[,:]" /proc/self/mountinfo && continue
+		grep -q "lowerdir=${d}[,:]" /proc/self/mountinfo && continue
 		log "removing old base rootfs $d"
 		rm -rf "$d" "$d.log"
 	done
@@ -260,14 +268,32 @@ cgroup_remove_lab() {
 # ---------------------------------------------------------------- one host
 host_dir() { echo "$STATE/hosts/$1"; }
 
+alive() { # pid exists and is no zombie (PID 1 here reaps orphans only now and then)
+	local st
+	st=$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null) || return 1
+	[[ -n $st && $st != Z && $st != X ]]
+}
+
 nspawn_pid() { # pid of the host's systemd-nspawn, if running
 	local hd pid
 	hd=$(host_dir "$1")
 	[[ -f $hd/pid ]] || return 1
 	pid=$(<"$hd/pid")
-	[[ -r /proc/$pid/comm && $(<"/proc/$pid/comm") == systemd-nspawn ]] || return 1
+	alive "$pid" || return 1
+	[[ $(<"/proc/$pid/comm") == systemd-nspawn ]] 2>/dev/null || return 1
 	grep -q "/$LAB/$1\(/\|\$\)" "/proc/$pid/cgroup" 2>/dev/null || return 1
 	echo "$pid"
+}
+
+host_init_pid() { # the host's systemd (PID 1 in its pid namespace)
+	local p
+	for p in $(cgroup_procs "$1"); do
+		if awk '$1 == "NSpid:" { exit !(NF > 2 && $NF == 1) }' "/proc/$p/status" 2>/dev/null; then
+			echo "$p"
+			return 0
+		fi
+	done
+	return 1
 }
 
 # Overlay, identity, network and SSH setup in the host's upper layer before boot.
@@ -320,14 +346,20 @@ launch_host() {
 
 # TERM nspawn (clean poweroff), wait, fall back to cgroup.kill; then unmount and clean up.
 stop_host() {
-	local name=$1 hd pid u deadline pids
+	local name=$1 hd pid="" u deadline pids
 	hd=$(host_dir "$name")
 	u=$(unified_mount)/$LAB/$name
 	if pid=$(nspawn_pid "$name"); then
 		kill -TERM "$pid" 2>/dev/null || true
+	elif pid=$(host_init_pid "$name"); then
+		# nspawn is gone (SIGKILLed?) but the host lives on: ask its systemd to power off.
+		log "$name: systemd-nspawn gone, powering off the orphaned host (init pid $pid)"
+		kill -s RTMIN+4 "$pid" 2>/dev/null || true
+	fi
+	if [[ -n $pid ]]; then
 		deadline=$((SECONDS + STOP_TIMEOUT))
-		while [[ -d /proc/$pid ]] && ((SECONDS < deadline)); do sleep 0.1; done
-		[[ -d /proc/$pid ]] && log "WARN: $name did not power off within ${STOP_TIMEOUT}s, killing its cgroup"
+		while alive "$pid" && ((SECONDS < deadline)); do sleep 0.1; done
+		alive "$pid" && log "WARN: $name did not power off within ${STOP_TIMEOUT}s, killing its cgroup"
 	fi
 	pids=$(cgroup_procs "$name")
 	if [[ -n $pids ]]; then
@@ -341,13 +373,24 @@ stop_host() {
 		while [[ -n $(cgroup_procs "$name") ]] && ((SECONDS < deadline)); do sleep 0.1; done
 		[[ -n $(cgroup_procs "$name") ]] && log "WARN: processes left in $u: $(cgroup_procs "$name" | tr '\n' ' ')"
 	fi
+	# The exited nspawn is a zombie until PID 1 (not systemd here) reaps it, which takes
+	# ~1-5 s: wait for that so that `ps` shows nothing of the lab after down.
+	if [[ -n $pid ]]; then
+		deadline=$((SECONDS + 10))
+		while [[ -d /proc/$pid ]] && ! alive "$pid" && ((SECONDS < deadline)); do sleep 0.1; done
+	fi
 	cgroup_remove "$name"
+	# /run is no tmpfs here, so nspawn leaves its lock file and propagate dir behind.
+	if mountpoint -q "$hd/merged"; then
+		rm -f "/run/systemd/nspawn/locks/$(stat -c 'inode-%d:%i' "$hd/merged")"
+	fi
+	rmdir "/run/systemd/nspawn/propagate/$name" 2>/dev/null || true
 	if mountpoint -q "$hd/merged"; then
 		umount "$hd/merged" 2>/dev/null || { sleep 0.5; umount "$hd/merged"; } ||
 			{ log "WARN: lazy unmount of $hd/merged"; umount -l "$hd/merged"; }
 	fi
 	mountpoint -q "$hd/merged" && die "$hd/merged still mounted"
-	rm -rf "$hd"
+	rm -rf --one-file-system "$hd"
 }
 
 # ---------------------------------------------------------------- ssh
@@ -377,13 +420,17 @@ wait_ssh() { # name ip deadline-in-seconds-since-epoch
 }
 
 # ---------------------------------------------------------------- commands
+lab_lock() {
+	exec 9>"$STATE/.lock"
+	flock -w 300 9 || die "lab $LAB is locked by another up/down ($STATE/.lock)"
+}
+
 cmd_down() {
 	need_root
 	local t0 name n=0 pids=() rc=0 p
 	t0=$(now)
 	mkdir -p "$STATE"
-	exec 9>"$STATE/.lock"
-	flock 9
+	lab_lock
 	rm -f "$INVENTORY"
 	while read -r name _; do
 		stop_host "$name" &
@@ -409,6 +456,7 @@ cmd_down() {
 	done < <(cgroup_mounts)
 	cgroup_remove_lab
 	if ip link show "$BRIDGE" >/dev/null 2>&1; then ip link del "$BRIDGE"; fi
+	rmdir /run/systemd/nspawn/locks /run/systemd/nspawn/propagate /run/systemd/nspawn 2>/dev/null || true
 	rm -f "$KNOWN_HOSTS"
 	phase "down" "$(since "$t0")" "$n hosts"
 	return $rc
@@ -426,8 +474,7 @@ cmd_up() {
 		cmd_down
 	fi
 	ensure_rootfs
-	exec 9>"$STATE/.lock"
-	flock 9
+	lab_lock
 	[[ -f $SSH_KEY ]] || ssh-keygen -q -t ed25519 -N '' -C "kubeha-lab-$LAB" -f "$SSH_KEY"
 
 	t0=$(now)
@@ -448,7 +495,8 @@ cmd_up() {
 
 	t1=$(now)
 	while read -r name ip role; do
-		setsid "$BASH" "$SELF" _launch "$name" </dev/null >"$(host_dir "$name")/console.log" 2>&1 &
+		# New session, and without the lock fds (a host would hold the lab lock for its life).
+		setsid "$BASH" "$SELF" _launch "$name" </dev/null >"$(host_dir "$name")/console.log" 2>&1 8>&- 9>&- &
 		echo $! >"$(host_dir "$name")/pid"
 	done < <(host_table)
 	deadline=$(($(date +%s) + BOOT_TIMEOUT))
@@ -498,8 +546,12 @@ cmd_status() {
 	while read -r name ip role; do
 		(
 			running=no sshok=no state=-
-			nspawn_pid "$name" >/dev/null && running=yes
-			if [[ $running == yes ]]; then
+			if nspawn_pid "$name" >/dev/null; then
+				running=yes
+			elif [[ -n $(cgroup_procs "$name") ]]; then
+				running=orphan # nspawn gone, the host's processes still there
+			fi
+			if [[ $running != no ]]; then
 				rc=0
 				out=$(ssh "${opts[@]}" "root@$ip" systemctl is-system-running </dev/null 2>/dev/null) || rc=$?
 				if ((rc != 255)) && [[ -n $out ]]; then sshok=yes state=$out; fi
@@ -517,12 +569,13 @@ cmd_status() {
 }
 
 cmd_ssh() {
-	(($# >= 1)) || die "usage: $0 ssh <host> [cmd…]"
-	local ip opts
-	ip=$(resolve_host "$1")
+	(($# >= 1)) || die "usage: $0 ssh [user@]<host> [cmd…]"
+	local ip opts user=root host=$1
+	if [[ $host == *@* ]]; then user=${host%%@*} host=${host#*@}; fi
+	ip=$(resolve_host "$host")
 	shift
 	mapfile -t opts < <(ssh_opts 10)
-	exec ssh "${opts[@]}" "root@$ip" "$@"
+	exec ssh "${opts[@]}" "$user@$ip" "$@"
 }
 
 cmd_ssh_config() {
