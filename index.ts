@@ -2,7 +2,8 @@
 import * as pulumi from "@pulumi/pulumi";
 import { loadClusterSpec, RawConfig } from "./spec/config";
 import { NAMESPACE, SETTINGS, SettingKey } from "./spec/settings";
-import { readKnownHosts } from "./spec/stack-config";
+import { expandHome, readKnownHosts } from "./spec/stack-config";
+import { readFileSync } from "node:fs";
 import { Cluster } from "./components/cluster";
 
 const config = new pulumi.Config(NAMESPACE);
@@ -22,7 +23,18 @@ const { spec, warnings } = loadClusterSpec(raw, {
 });
 for (const w of warnings) pulumi.log.warn(w);
 
-const cluster = new Cluster(spec.clusterName, { spec, sshPrivateKey: raw.sshPrivateKey ? sshPrivateKey : undefined });
+function sshKey(): pulumi.Output<string> | undefined {
+    if (raw.sshPrivateKey) return sshPrivateKey as pulumi.Output<string>;
+    const file = raw.sshPrivateKeyFile as string | undefined;
+    if (!file) return undefined; // the ssh-agent at SSH_AUTH_SOCK
+    try {
+        return pulumi.secret(readFileSync(expandHome(file), "utf8"));
+    } catch (e) {
+        throw new Error(`${NAMESPACE}:sshPrivateKeyFile: cannot read ${file}: ${(e as Error).message}`, { cause: e });
+    }
+}
+
+const cluster = new Cluster(spec.clusterName, { spec, sshPrivateKey: sshKey() });
 
 export const kubeconfig = cluster.kubeconfig;
 export const apiEndpoint = cluster.apiEndpoint;

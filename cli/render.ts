@@ -13,7 +13,8 @@ async function main(): Promise<void> {
         console.error("usage: npm run render -- <stack> <dir>");
         process.exit(2);
     }
-    const files = renderHostFiles(spec, await previewPkiMaterial(spec));
+    // The VRRP password is a Pulumi secret generated at `pulumi up`; the preview shows a placeholder.
+    const files = renderHostFiles(spec, await previewPkiMaterial(spec), "PREVIEW0");
     let count = 0;
     for (const [host, list] of files) {
         for (const f of list) {
@@ -25,7 +26,7 @@ async function main(): Promise<void> {
         }
         console.log(`${host}: ${list.length} files`);
     }
-    console.log(`wrote ${count} files for ${files.size} hosts under ${resolve(dir)} (certificates are a preview PKI; private keys are placeholders)`);
+    console.log(`wrote ${count} files for ${files.size} hosts under ${resolve(dir)} (certificates are a preview PKI; private keys, tokens and the VRRP password are placeholders)`);
 }
 
 main().catch((e) => {

@@ -8,6 +8,9 @@ import { certificatesFor } from "../pki/certlist";
 import { HostContexts } from "./context";
 import { EtcdCluster } from "./etcd-cluster";
 import { ControlPlane } from "./control-plane";
+import { ApiLoadBalancer } from "./api-load-balancer";
+import { waitHealthy } from "../host/remote";
+import { PKI_DIR } from "../render/paths";
 
 export interface ClusterArgs {
     spec: ClusterSpec;
@@ -25,6 +28,9 @@ export class Cluster extends pulumi.ComponentResource {
     readonly hosts: HostContexts;
     readonly etcd: EtcdCluster;
     readonly controlPlane: ControlPlane;
+    readonly loadBalancer?: ApiLoadBalancer;
+    /** The API answers /readyz at the endpoint every client uses. */
+    readonly apiReady: pulumi.Resource;
 
     constructor(name: string, args: ClusterArgs, opts?: pulumi.ComponentResourceOptions) {
         super("kubeha:index:Cluster", name, {}, opts);
@@ -46,6 +52,19 @@ export class Cluster extends pulumi.ComponentResource {
         this.controlPlane = new ControlPlane(`${name}-control-plane`, {
             spec, hosts: this.hosts, bootstrapToken: this.pki.bootstrapToken, etcdReady: this.etcd.ready,
         }, { parent: this });
+
+        // 4. The VIP in front of the apiservers (independent of etcd; its check tracks their readiness).
+        if (spec.loadBalancers.length > 0) {
+            this.loadBalancer = new ApiLoadBalancer(`${name}-lb`, { spec, hosts: this.hosts }, { parent: this });
+        }
+
+        // 5. Nothing that uses the endpoint runs before it answers.
+        const first = this.hosts[spec.masters[0].name];
+        this.apiReady = waitHealthy(`${name}-api-endpoint-ready`, first.target, {
+            what: `API endpoint ${spec.apiEndpoint.url}/readyz`,
+            check: `curl -fsS --max-time 3 --cacert ${PKI_DIR}/ca.crt ${spec.apiEndpoint.url}/readyz`,
+            timeoutSeconds: 120, triggers: [spec.apiEndpoint.url],
+        }, { parent: this, dependsOn: [...this.controlPlane.ready, ...(this.loadBalancer?.ready ?? [])] });
 
         const admin = certificatesFor(spec).find((c) => c.name === "admin")!;
         this.kubeconfig = pulumi.secret(this.pki.material.apply((m) => renderKubeconfig({

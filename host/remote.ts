@@ -9,6 +9,7 @@ import { ClusterSpec, Host } from "../spec/types";
 import { Artifact } from "../spec/artifacts";
 import { HostFile } from "../render/types";
 import { STATE_DIR, SYSTEMD_DIR } from "../render/paths";
+import { expandHome } from "../spec/stack-config";
 
 export type Connection = command.types.input.remote.ConnectionArgs;
 
@@ -141,7 +142,7 @@ export function installArtifact(name: string, target: HostTarget, artifact: Arti
         // Air-gapped: binaries come from the machine running pulumi, one upload per file.
         const uploadDir = `${STATE_DIR}/uploads/${artifact.key}`;
         for (const file of Object.keys(artifact.members)) {
-            const local = `${source.localDir}/${artifact.installDir.endsWith("/cni/bin") ? "cni/" : ""}${file}`;
+            const local = `${expandHome(source.localDir!)}/${artifact.installDir.endsWith("/cni/bin") ? "cni/" : ""}${file}`;
             dependsOn.push(new command.remote.CopyToRemote(`${name}-upload-${file}`, {
                 connection: target.connection, source: new pulumi.asset.FileAsset(local), remotePath: `${uploadDir}/${file}`,
             }, { parent: opts.parent, dependsOn: opts.dependsOn }));

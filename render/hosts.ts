@@ -2,7 +2,8 @@
 // the components put the same files through the same render functions.
 import { ClusterSpec } from "../spec/types";
 import { PkiMaterial, renderPkiFiles } from "./pki";
-import { addFile, HostFiles, publicFile } from "./types";
+import { addFile, HostFiles, publicFile, secretFile } from "./types";
+import { LB_PATHS, renderApiserverCheckScript, renderKeepalivedConfig, renderLbUnit, renderNginxStreamConfig } from "./loadbalancer";
 import { SYSTEMD_DIR } from "./paths";
 import { ETCD, renderEtcdBackupScript, renderEtcdBackupUnits, renderEtcdUnit } from "./etcd";
 import {
@@ -12,7 +13,8 @@ import {
 
 const unit = (name: string, content: string) => publicFile(`${SYSTEMD_DIR}/${name}`, content);
 
-export function renderHostFiles(spec: ClusterSpec, material: PkiMaterial): HostFiles {
+/** `vrrpAuthPass` comes from @pulumi/random at `pulumi up`; the preview passes a placeholder. */
+export function renderHostFiles(spec: ClusterSpec, material: PkiMaterial, vrrpAuthPass: string): HostFiles {
     const files = renderPkiFiles(spec, material);
     const backup = renderEtcdBackupUnits(spec);
     for (const m of spec.masters) {
@@ -27,6 +29,13 @@ export function renderHostFiles(spec: ClusterSpec, material: PkiMaterial): HostF
         add(unit(CONTROL_PLANE.apiserverUnit, renderApiserverUnit(spec, m)));
         add(unit(CONTROL_PLANE.controllerManagerUnit, renderControllerManagerUnit(spec)));
         add(unit(CONTROL_PLANE.schedulerUnit, renderSchedulerUnit(spec)));
+    }
+    for (const lb of spec.loadBalancers) {
+        const add = (f: ReturnType<typeof publicFile>) => addFile(files, lb.name, f);
+        add(publicFile(LB_PATHS.nginxConfig, renderNginxStreamConfig(spec)));
+        add(unit(LB_PATHS.unit, renderLbUnit(spec)));
+        add(secretFile(LB_PATHS.keepalivedConfig, renderKeepalivedConfig(spec, lb, vrrpAuthPass)));
+        add({ ...publicFile(LB_PATHS.checkScript, renderApiserverCheckScript(spec)), mode: "0755" });
     }
     return files;
 }

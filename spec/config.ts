@@ -226,8 +226,11 @@ export function loadClusterSpec(raw: RawConfig, opts: LoadOptions = {}): LoadRes
     const sshPort = r.integer("sshPort", 1, 65535);
     const envProblem = (key: SettingKey, message: string) =>
         opts.strict ? r.problem(key, message) : warnings.push(`${NAMESPACE}:${key}: ${message}`);
-    if (!r.present("sshPrivateKey") && !opts.sshAgent) {
-        envProblem("sshPrivateKey", "no SSH credentials: set it with `pulumi config set --secret kubeha:sshPrivateKey < ~/.ssh/id_ed25519`, or run an ssh-agent (SSH_AUTH_SOCK) holding the key");
+    if (r.present("sshPrivateKey") && r.present("sshPrivateKeyFile")) {
+        r.problem(["sshPrivateKey", "sshPrivateKeyFile"], "set one of them, not both");
+    }
+    if (!r.present("sshPrivateKey") && !r.present("sshPrivateKeyFile") && !opts.sshAgent) {
+        envProblem("sshPrivateKey", "no SSH credentials: set it with `pulumi config set --secret kubeha:sshPrivateKey < ~/.ssh/id_ed25519`, set kubeha:sshPrivateKeyFile, or run an ssh-agent (SSH_AUTH_SOCK) holding the key");
     }
     const hostKeyChecking = r.boolean("sshHostKeyChecking");
     if (hostKeyChecking) {

@@ -22,6 +22,7 @@ export const SETTINGS = {
     sshUser: { type: "string", default: "root", description: "SSH user on every host; a non-root user runs remote commands with sudo (passwordless)." },
     sshPort: { type: "integer", default: 22, description: "SSH port on every host." },
     sshPrivateKey: { type: "string", default: "", secret: true, description: "SSH private key (OpenSSH PEM) for sshUser, set with `pulumi config set --secret kubeha:sshPrivateKey < key`; when empty, the ssh-agent at SSH_AUTH_SOCK is used." },
+    sshPrivateKeyFile: { type: "string", default: "", description: "Path of the SSH private key on the machine running pulumi, read at `pulumi up` and kept as a secret (instead of sshPrivateKey)." },
     sshHostKeyChecking: { type: "boolean", default: true, description: "Verify each host's SSH host key against sshKnownHostsFile." },
     sshKnownHostsFile: { type: "string", default: "~/.ssh/known_hosts", description: "OpenSSH known_hosts file listing every host by IP (read on the machine running pulumi)." },
 

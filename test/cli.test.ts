@@ -65,6 +65,13 @@ describe("npm run check / render", function () {
         }
         assert.ok(existsSync(f("k8s-node02", "etc/kubernetes/bootstrap-kubelet.conf")));
         assert.ok(existsSync(f("k8s-ha01", "etc/kubernetes/pki/ca.crt")));
+        for (const p of ["etc/kubeha/apiserver-lb/nginx.conf", "etc/systemd/system/kubeha-apiserver-lb.service", "etc/keepalived/keepalived.conf", "etc/keepalived/check-apiserver.sh"]) {
+            assert.ok(existsSync(f("k8s-ha02", p)), `k8s-ha02:/${p}`);
+        }
+        for (const p of ["etc/systemd/system/etcd.service", "etc/systemd/system/kube-apiserver.service", "etc/kubernetes/audit-policy.yaml", "usr/local/lib/kubeha/etcd-backup.sh"]) {
+            assert.ok(existsSync(f("k8s-master03", p)), `k8s-master03:/${p}`);
+        }
+        assert.match(readFileSync(f("k8s-master02", "etc/systemd/system/etcd.service"), "utf8"), /--initial-advertise-peer-urls=https:\/\/172\.16\.60\.242:2380/);
         const key = readFileSync(f("k8s-master01", "etc/kubernetes/pki/apiserver.key"), "utf8");
         assert.ok(!key.includes("PRIVATE KEY-----"), "no private key is rendered");
         assert.equal(statSync(f("k8s-master01", "etc/kubernetes/pki/apiserver.key")).mode & 0o777, 0o600);

@@ -27,7 +27,8 @@ describe("Cluster resource graph (mocks)", () => {
     it("is a component tree: Cluster > CertificateAuthority > tls resources; host commands under Cluster", () => {
         assert.equal(recorded.find((r) => r.type === "kubeha:index:Cluster")?.name, "kubeha");
         assert.equal(recorded.find((r) => r.type === "kubeha:pki:CertificateAuthority")?.parent, "kubeha");
-        for (const r of recorded.filter((x) => x.type.startsWith("tls:") || x.type.startsWith("random:"))) assert.equal(r.parent, "kubeha-pki", r.name);
+        for (const r of recorded.filter((x) => x.type.startsWith("tls:"))) assert.equal(r.parent, "kubeha-pki", r.name);
+        for (const r of recorded.filter((x) => x.type.startsWith("random:"))) assert.ok(["kubeha-pki", "kubeha-lb"].includes(r.parent!), r.name);
         const components = recorded.filter((r) => r.type.startsWith("kubeha:")).map((r) => r.name);
         for (const c of commands()) assert.ok(components.includes(c.parent!), `${c.name} is parented by a component (${c.parent})`);
         assert.equal(recorded.find((r) => r.type === "kubeha:etcd:EtcdCluster")?.parent, "kubeha");

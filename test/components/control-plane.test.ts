@@ -86,6 +86,42 @@ describe("control plane ordering (mocks)", () => {
     });
 });
 
+describe("API load balancer (mocks)", () => {
+    let rs: Recorded[];
+    before(async () => {
+        rs = await build();
+    });
+
+    it("puts the proxy up before keepalived claims the VIP, on both lb hosts", () => {
+        for (const h of ["lb1", "lb2"]) {
+            const ka = ancestors(rs, `kubeha-lb-${h}-keepalived`);
+            assert.ok(ka.has(`kubeha-lb-${h}-proxy-listening`) && ka.has(`kubeha-lb-${h}-proxy`) && ka.has(`kubeha-lb-${h}-vrrp-config`));
+        }
+    });
+
+    it("keeps the VRRP password secret: keepalived.conf travels as a secret, never on a command line", () => {
+        const files = named(rs, "kubeha-lb-lb1-vrrp-config");
+        assert.ok(files.secretInputs.includes("stdin"));
+        const conf = files.inputs.stdin.split("\n").map((l: string) => Buffer.from(l.split(" ")[2] ?? "", "base64").toString()).join("\n");
+        const pass = /auth_pass\s+(\S+)/.exec(conf)![1];
+        assert.equal(pass.length, 8);
+        for (const r of rs.filter((x) => x.type === "command:remote:Command")) assert.ok(!String(r.inputs.create).includes(pass), r.name);
+    });
+
+    it("nothing uses the VIP before the lb hosts and every master's control plane are ready", () => {
+        const gate = named(rs, "kubeha-api-endpoint-ready");
+        assert.match(gate.inputs.create, /https:\/\/198\.18\.0\.10:8443\/readyz/);
+        const deps = ancestors(rs, "kubeha-api-endpoint-ready");
+        for (const d of ["kubeha-lb-lb1-keepalived", "kubeha-lb-lb2-keepalived", "kubeha-control-plane-m3-apiserver-healthy", "kubeha-control-plane-bootstrap-rbac"]) assert.ok(deps.has(d), d);
+    });
+
+    it("without lb hosts there is no load balancer and clients use the first master", async () => {
+        const single = await build({ loadBalancers: [], vip: "" });
+        assert.ok(!single.some((r) => r.type === "kubeha:lb:ApiLoadBalancer"));
+        assert.match(named(single, "kubeha-api-endpoint-ready").inputs.create, /https:\/\/198\.18\.0\.11:6443\/readyz/);
+    });
+});
+
 describe("restart scope: a change restarts exactly the units that read it (mocks)", () => {
     let base: Map<string, string>;
     before(async () => {

@@ -97,7 +97,7 @@ describe("a real etcd cluster from the rendered flags (Debian's etcd-server)", f
             for (const [f, v] of Object.entries({ "ca.crt": caCert, "server.crt": both.cert, "server.key": both.key, "peer.crt": both.cert, "peer.key": both.key, "healthcheck-client.crt": health.cert, "healthcheck-client.key": health.key })) {
                 writeFileSync(join(pkiDir(m.name), f), v, { mode: 0o600 });
             }
-            const args = { ...etcdArgs(spec, m), "data-dir": join(dir, m.name, "data"), "wal-dir": join(dir, m.name, "wal") };
+            const args: Record<string, string | number | boolean> = { ...etcdArgs(spec, m), "data-dir": join(dir, m.name, "data"), "wal-dir": join(dir, m.name, "wal") };
             args["listen-client-urls"] = `https://${m.ip}:12379`;
             args["listen-metrics-urls"] = `http://${m.ip}:12381`;
             const argv = Object.entries(args).map(([k, v]) => local(`--${k}=${v}`, m.name));
