@@ -46,7 +46,7 @@ export class ApiLoadBalancer extends pulumi.ComponentResource {
         this.ready = spec.loadBalancers.flatMap((h) => {
             const ctx = hosts[h.name];
             const res = (s: string) => `${name}-${h.name}-${s}`;
-            const packages = runScript(res("packages"), ctx.target, { script: lbPackagesScript(h.name), triggers: [] }, child);
+            const packages = runScript(res("packages"), ctx.target, { script: lbPackagesScript(h.name), rerunOn: [] }, child);
 
             const proxyConfig = putFiles(res("proxy-config"), ctx.target, [{ path: LB_PATHS.nginxConfig, content: nginxConf, mode: "0644", secret: false }], { ...child, dependsOn: [packages] });
             const proxy = systemdService(res("proxy"), ctx.target, { unit: LB_PATHS.unit, content: unit, inputs: [sha256(nginxConf)] },
@@ -55,7 +55,7 @@ export class ApiLoadBalancer extends pulumi.ComponentResource {
                 what: `API proxy on :${lb.port}`,
                 // curl exit 7 = nothing listening; any other answer means nginx accepted the connection.
                 check: `rc=0; curl -sk --max-time 2 -o /dev/null https://127.0.0.1:${lb.port}/ || rc=$?; [ "$rc" -ne 7 ]`,
-                timeoutSeconds: 60, triggers: [sha256(nginxConf + unit)],
+                timeoutSeconds: 60, rerunOn: [sha256(nginxConf + unit)],
             }, { ...child, dependsOn: [proxy] });
 
             const keepalivedConf = authPass.result.apply((p) => renderKeepalivedConfig(spec, h, p));
@@ -66,7 +66,7 @@ export class ApiLoadBalancer extends pulumi.ComponentResource {
             const keepalived = runScript(res("keepalived"), ctx.target, {
                 script: "systemctl enable keepalived >/dev/null 2>&1\nsystemctl restart keepalived\necho restarted keepalived",
                 delete: `systemctl disable --now keepalived 2>/dev/null || true\nrm -f ${LB_PATHS.keepalivedConfig} ${LB_PATHS.checkScript}`,
-                triggers: [pulumi.secret(keepalivedConf.apply((c) => sha256(c + check)))],
+                rerunOn: [pulumi.secret(keepalivedConf.apply((c) => sha256(c + check)))],
             }, { ...child, dependsOn: [vrrpFiles, listening] });
             return [listening, keepalived];
         });

@@ -63,7 +63,7 @@ export class Cluster extends pulumi.ComponentResource {
         this.apiReady = waitHealthy(`${name}-api-endpoint-ready`, first.target, {
             what: `API endpoint ${spec.apiEndpoint.url}/readyz`,
             check: `curl -fsS --max-time 3 --cacert ${PKI_DIR}/ca.crt ${spec.apiEndpoint.url}/readyz`,
-            timeoutSeconds: 120, triggers: [spec.apiEndpoint.url],
+            timeoutSeconds: 120, rerunOn: [spec.apiEndpoint.url],
         }, { parent: this, dependsOn: [...this.controlPlane.ready, ...(this.loadBalancer?.ready ?? [])] });
 
         const admin = certificatesFor(spec).find((c) => c.name === "admin")!;

@@ -65,7 +65,7 @@ export class ControlPlane extends pulumi.ComponentResource {
                 const digest = pulumi.all([sha256(content), ...inputs]).apply((d) => sha256(d.join()));
                 const start = systemdService(res(component), ctx.target, { unit, content, inputs: [digest] },
                     { ...child, dependsOn: [...prepared, ...after, ...(last[component] ? [last[component]!] : [])] });
-                const gate = waitHealthy(res(`${component}-healthy`), ctx.target, { what: unit.replace(".service", ""), check, timeoutSeconds: 180, triggers: [digest] },
+                const gate = waitHealthy(res(`${component}-healthy`), ctx.target, { what: unit.replace(".service", ""), check, timeoutSeconds: 180, rerunOn: [digest] },
                     { ...child, dependsOn: [start] });
                 last[component] = gate;
                 gates.push(gate);
@@ -90,7 +90,7 @@ export class ControlPlane extends pulumi.ComponentResource {
         const bootstrap = runScript(`${name}-bootstrap-rbac`, first, {
             script: `${BIN_DIR}/kubectl --kubeconfig=${KUBECONFIG.admin} --server=https://127.0.0.1:${spec.ports.apiserver} apply --server-side --force-conflicts -f -`,
             stdin: manifests,
-            triggers: [manifests.apply(sha256)],
+            rerunOn: [manifests.apply(sha256)],
         }, { ...child, dependsOn: [apiserverGates[0]] });
 
         this.ready = [...gates, bootstrap];

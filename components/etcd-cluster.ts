@@ -48,7 +48,7 @@ export class EtcdCluster extends pulumi.ComponentResource {
             what: "etcd cluster (every member healthy, a leader elected)",
             check: `${etcdClusterHealthCheck(spec)} && mkdir -p ${STATE_DIR} && touch ${ETCD.healthyMarker}`,
             timeoutSeconds: 300,
-            triggers: [clusterDigest],
+            rerunOn: [clusterDigest],
         }, { ...child, dependsOn: starts }));
 
         // Snapshot backups on every master, on a timer.

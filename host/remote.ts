@@ -2,9 +2,13 @@
 // put files, install release binaries, run a systemd unit, wait until healthy.
 // Rules: file contents travel on stdin (a Pulumi secret), never on a command line or in stdout;
 // every script is idempotent; `update` re-runs the same script so a change never deletes first.
+// What a script depends on is a digest in its first line ("# inputs: …"), not in `triggers`:
+// the command provider *replaces* a resource whose triggers change, which would run the old
+// resource's delete script (stop the service, remove the files) after the new one started.
 import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
 import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { ClusterSpec, Host } from "../spec/types";
 import { Artifact } from "../spec/artifacts";
 import { HostFile } from "../render/types";
@@ -47,11 +51,20 @@ export function wrap(target: HostTarget, script: string): string {
     return `${target.sudo ? "sudo -n " : ""}sh -c ${shellQuote(body)}`;
 }
 
-export function sha256(text: string): string {
+export function sha256(text: string | Buffer): string {
     return createHash("sha256").update(text).digest("hex");
 }
 
-/** Stable digest of a file set (paths, modes, contents): goes in the triggers of what reads them. */
+/**
+ * The command line for a script that must re-run (as an update, in place) whenever `inputs`
+ * change. Digests of secrets reveal nothing, so the line is not secret and previews show it.
+ */
+export function wrapWithInputs(target: HostTarget, script: string, inputs: pulumi.Input<string>[]): pulumi.Output<string> {
+    return pulumi.unsecret(pulumi.all(inputs).apply((values) =>
+        wrap(target, `# inputs: ${values.length ? sha256(values.join("\n")) : "none"}\n${script}`)));
+}
+
+/** Stable digest of a file set (paths, modes, contents): goes in the inputs line of what reads them. */
 export function filesDigest(files: HostFile[]): string {
     return sha256(JSON.stringify([...files].sort((a, b) => a.path.localeCompare(b.path)).map((f) => [f.path, f.mode, sha256(f.content)])));
 }
@@ -130,6 +143,29 @@ export function artifactInstallScript(hostName: string, artifact: Artifact, from
     return [...fetch, ...place].join("\n");
 }
 
+export function localArtifactPath(dir: string, artifact: Artifact, file: string): string {
+    return `${expandHome(dir)}/${artifact.installDir.endsWith("/cni/bin") ? "cni/" : ""}${file}`;
+}
+
+const localDigests = new Map<string, string>();
+/** What identifies the installed bytes: the published sha256, or the local files' own digests. */
+export function artifactDigest(artifact: Artifact, source: ClusterSpec["binarySource"]): string {
+    if (source.kind === "download") return artifact.sha256 ?? "";
+    return Object.keys(artifact.members).map((file) => {
+        const path = localArtifactPath(source.localDir!, artifact, file);
+        if (!localDigests.has(path)) {
+            let digest: string;
+            try {
+                digest = sha256(readFileSync(path));
+            } catch (e) {
+                throw new Error(`kubeha:binaryDir: ${path} cannot be read (${(e as Error).message}); put the ${artifact.key} ${artifact.version} release files there`, { cause: e });
+            }
+            localDigests.set(path, digest);
+        }
+        return localDigests.get(path)!;
+    }).join(",");
+}
+
 /** Installs the files of a release artifact: downloaded and checked against its sha256, or uploaded from a local directory. */
 export function installArtifact(name: string, target: HostTarget, artifact: Artifact, source: ClusterSpec["binarySource"],
     opts: { parent: pulumi.Resource; dependsOn?: pulumi.Resource[] }): command.remote.Command {
@@ -142,20 +178,19 @@ export function installArtifact(name: string, target: HostTarget, artifact: Arti
         // Air-gapped: binaries come from the machine running pulumi, one upload per file.
         const uploadDir = `${STATE_DIR}/uploads/${artifact.key}`;
         for (const file of Object.keys(artifact.members)) {
-            const local = `${expandHome(source.localDir!)}/${artifact.installDir.endsWith("/cni/bin") ? "cni/" : ""}${file}`;
+            const local = localArtifactPath(source.localDir!, artifact, file);
             dependsOn.push(new command.remote.CopyToRemote(`${name}-upload-${file}`, {
                 connection: target.connection, source: new pulumi.asset.FileAsset(local), remotePath: `${uploadDir}/${file}`,
             }, { parent: opts.parent, dependsOn: opts.dependsOn }));
         }
         script = artifactInstallScript(target.host.name, artifact, { uploadDir });
     }
-    const create = wrap(target, script);
+    const create = wrapWithInputs(target, script, [artifact.url, artifact.version, artifactDigest(artifact, source)]);
     return new command.remote.Command(name, {
         connection: target.connection,
         create,
         update: create,
         delete: wrap(target, `rm -f ${installed.map(shellQuote).join(" ")}`),
-        triggers: [artifact.url, artifact.sha256 ?? "local", artifact.version],
     }, { parent: opts.parent, dependsOn });
 }
 
@@ -174,8 +209,8 @@ export interface UnitArgs {
 export function systemdService(name: string, target: HostTarget, args: UnitArgs, opts: pulumi.CustomResourceOptions): command.remote.Command {
     const units = [{ unit: args.unit, content: args.content }, ...(args.companions ?? [])];
     const files = units.map((u) => ({ path: `${SYSTEMD_DIR}/${u.unit}`, content: u.content, mode: "0644", secret: false }));
-    const start = wrap(target, [WRITE_FILES, "systemctl daemon-reload", `systemctl enable ${args.unit} >/dev/null 2>&1`,
-        args.restart ?? `systemctl restart ${args.unit}`, `echo "started ${args.unit}"`].join("\n"));
+    const start = wrapWithInputs(target, [WRITE_FILES, "systemctl daemon-reload", `systemctl enable ${args.unit} >/dev/null 2>&1`,
+        args.restart ?? `systemctl restart ${args.unit}`, `echo "started ${args.unit}"`].join("\n"), [sha256(JSON.stringify(units)), ...args.inputs]);
     return new command.remote.Command(name, {
         connection: target.connection,
         create: start,
@@ -183,7 +218,6 @@ export function systemdService(name: string, target: HostTarget, args: UnitArgs,
         stdin: encodeFiles(files),
         delete: wrap(target, [`systemctl disable --now ${units.map((u) => u.unit).join(" ")} 2>/dev/null || true`,
             `rm -f ${files.map((f) => f.path).join(" ")}`, "systemctl daemon-reload"].join("\n")),
-        triggers: [sha256(JSON.stringify(units)), ...args.inputs],
     }, opts);
 }
 
@@ -197,17 +231,16 @@ export function digestOf(files: pulumi.Output<HostFile[]>, paths: string[]): pul
     });
 }
 
-/** A one-off idempotent script (e.g. `kubectl apply`), re-run when its triggers change. */
-export function runScript(name: string, target: HostTarget, args: { script: string; stdin?: pulumi.Input<string>; triggers: pulumi.Input<string>[]; delete?: string },
+/** A one-off idempotent script (e.g. `kubectl apply`), re-run in place when `rerunOn` changes. */
+export function runScript(name: string, target: HostTarget, args: { script: string; stdin?: pulumi.Input<string>; rerunOn: pulumi.Input<string>[]; delete?: string },
     opts: pulumi.CustomResourceOptions): command.remote.Command {
-    const script = wrap(target, args.script);
+    const script = wrapWithInputs(target, args.script, args.rerunOn);
     return new command.remote.Command(name, {
         connection: target.connection,
         create: script,
         update: script,
         ...(args.stdin !== undefined ? { stdin: pulumi.secret(args.stdin) } : {}),
         ...(args.delete ? { delete: wrap(target, args.delete) } : {}),
-        triggers: args.triggers,
     }, opts);
 }
 
@@ -218,7 +251,7 @@ export interface HealthArgs {
     check: string;
     timeoutSeconds: number;
     /** Re-run the gate whenever these change (the restarts it guards). */
-    triggers: pulumi.Input<string>[];
+    rerunOn: pulumi.Input<string>[];
 }
 
 /** The wait loop: runs the check every second until it passes or the timeout; the failure names host, check and last output. */
@@ -239,11 +272,10 @@ export function healthScript(hostName: string, args: Pick<HealthArgs, "what" | "
 
 /** Waits until a check passes on a host, or fails with a message naming the host, the check and its last output. */
 export function waitHealthy(name: string, target: HostTarget, args: HealthArgs, opts: pulumi.CustomResourceOptions): command.remote.Command {
-    const script = wrap(target, healthScript(target.host.name, args));
+    const script = wrapWithInputs(target, healthScript(target.host.name, args), args.rerunOn);
     return new command.remote.Command(name, {
         connection: target.connection,
         create: script,
         update: script,
-        triggers: args.triggers,
     }, opts);
 }

@@ -48,6 +48,13 @@ describe("Cluster resource graph (mocks)", () => {
         }
     });
 
+    it("re-runs commands in place: no command uses triggers (a trigger change makes the provider replace it, running the old delete script)", () => {
+        for (const c of commands()) {
+            assert.equal(c.inputs.triggers, undefined, c.name);
+            if (c.inputs.update !== undefined) assert.equal(c.inputs.update, c.inputs.create, c.name);
+        }
+    });
+
     it("sends file contents and the SSH key only as secrets, never on a command line", () => {
         for (const c of commands()) {
             assert.ok(c.secretInputs.includes("connection"), `${c.name}: connection (SSH key) is secret`);

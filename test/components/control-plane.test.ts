@@ -30,8 +30,8 @@ function ancestors(rs: Recorded[], name: string, seen = new Set<string>()): Set<
     return seen;
 }
 
-/** Triggers of every systemd service / gate, by resource name. */
-const triggers = (rs: Recorded[]) => new Map(rs.filter((r) => r.type === "command:remote:Command" && r.inputs.triggers).map((r) => [r.name, JSON.stringify(r.inputs.triggers)]));
+/** What makes each remote command re-run (its script, with the inputs digest in its first line), by resource name. */
+const triggers = (rs: Recorded[]) => new Map(rs.filter((r) => r.type === "command:remote:Command").map((r) => [r.name, JSON.stringify([r.inputs.create, r.inputs.update])]));
 
 describe("control plane ordering (mocks)", () => {
     let rs: Recorded[];
