@@ -9,8 +9,8 @@ import { HostContexts } from "./context";
 import { EtcdCluster } from "./etcd-cluster";
 import { ControlPlane } from "./control-plane";
 import { ApiLoadBalancer } from "./api-load-balancer";
-import { waitHealthy } from "../host/remote";
-import { PKI_DIR } from "../render/paths";
+import { runScript, waitHealthy } from "../host/remote";
+import { PKI_DIR, STATE_DIR } from "../render/paths";
 
 export interface ClusterArgs {
     spec: ClusterSpec;
@@ -42,8 +42,13 @@ export class Cluster extends pulumi.ComponentResource {
         // 2. Put each host's share of the PKI on it, all hosts in parallel.
         this.hosts = Object.fromEntries(spec.hosts.map((host) => {
             const target: HostTarget = hostTarget(spec, host, args.sshPrivateKey);
+            // Created first, deleted last: kubeha's own state directory (download/upload caches, markers).
+            const state = runScript(`${name}-${host.name}-state`, target, {
+                script: `mkdir -p ${STATE_DIR} && chmod 700 ${STATE_DIR}`, rerunOn: [],
+                delete: `rm -rf ${STATE_DIR} /usr/local/lib/kubeha`,
+            }, { parent: this });
             const pki = this.pki.filesFor(spec, host.name);
-            const pkiFiles = putFiles(`${name}-${host.name}-pki`, target, pki, { parent: this });
+            const pkiFiles = putFiles(`${name}-${host.name}-pki`, target, pki, { parent: this, dependsOn: [state] });
             return [host.name, { target, pki, pkiFiles }];
         }));
 

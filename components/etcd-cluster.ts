@@ -40,6 +40,8 @@ export class EtcdCluster extends pulumi.ComponentResource {
             memberDigests.push(digest);
             starts.push(systemdService(`${name}-${m.name}-etcd`, ctx.target, {
                 unit: ETCD.unit, content: unit, inputs: [digest], restart: etcdRestartScript(spec, m),
+                // `pulumi destroy` removes the member's data too, like `kubeadm reset`.
+                removeOnDelete: [spec.etcd.dataDir, spec.etcd.walDir, ETCD.healthyMarker],
             }, { ...child, dependsOn: [install, ctx.pkiFiles, ...starts.slice(-1)] }));
         }
 

@@ -103,7 +103,9 @@ export function putFiles(name: string, target: HostTarget, files: pulumi.Input<H
         create: script,
         update: script,
         stdin: pulumi.secret(out.apply(encodeFiles)),
-        delete: out.apply((fs) => wrap(target, `rm -f ${fs.map((f) => shellQuote(f.path)).join(" ")}`)),
+        delete: out.apply((fs) => wrap(target, [`rm -f ${fs.map((f) => shellQuote(f.path)).join(" ")}`,
+            // Directories kubeha created and left empty go too (never a non-empty one).
+            `for d in ${[...new Set(fs.map((f) => f.path.replace(/\/[^/]+$/, "")))].map(shellQuote).join(" ")}; do rmdir -p --ignore-fail-on-non-empty "$d" 2>/dev/null || true; done`].join("\n"))),
         addPreviousOutputInEnv: false,
     }, opts);
 }
@@ -203,6 +205,8 @@ export interface UnitArgs {
     restart?: string;
     /** Extra units to write next to it (a timer's service), same lifecycle. */
     companions?: { unit: string; content: string }[];
+    /** Paths the service created (data directories), removed after it stops on destroy. */
+    removeOnDelete?: string[];
 }
 
 /** Writes a systemd unit, enables it and (re)starts it exactly when the unit or its inputs change; stops and removes it on destroy. */
@@ -217,7 +221,8 @@ export function systemdService(name: string, target: HostTarget, args: UnitArgs,
         update: start,
         stdin: encodeFiles(files),
         delete: wrap(target, [`systemctl disable --now ${units.map((u) => u.unit).join(" ")} 2>/dev/null || true`,
-            `rm -f ${files.map((f) => f.path).join(" ")}`, "systemctl daemon-reload"].join("\n")),
+            `rm -f ${files.map((f) => f.path).join(" ")}`, "systemctl daemon-reload",
+            ...(args.removeOnDelete?.length ? [`rm -rf ${args.removeOnDelete.map(shellQuote).join(" ")}`] : [])].join("\n")),
     }, opts);
 }
 
