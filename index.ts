@@ -14,6 +14,12 @@ for (const key of Object.keys(SETTINGS) as SettingKey[]) {
 }
 const sshPrivateKey = config.getSecret("sshPrivateKey");
 raw.sshPrivateKey = pulumi.runtime.getConfig(`${NAMESPACE}:sshPrivateKey`) ? "[secret]" : undefined;
+// The engine lists the keys that are encrypted in the stack file; a plaintext key is refused.
+const secretKeys: string[] = JSON.parse(process.env.PULUMI_CONFIG_SECRET_KEYS ?? "null") ?? [];
+if (raw.sshPrivateKey && process.env.PULUMI_CONFIG_SECRET_KEYS !== undefined && !secretKeys.includes(`${NAMESPACE}:sshPrivateKey`)) {
+    throw new Error(`${NAMESPACE}:sshPrivateKey is stored in plaintext in Pulumi.${pulumi.getStack()}.yaml: ` +
+        `remove it and set it again with \`pulumi config set --secret ${NAMESPACE}:sshPrivateKey < ~/.ssh/id_ed25519\``);
+}
 
 // Every config mistake is reported here, at once, before any resource exists.
 const { spec, warnings } = loadClusterSpec(raw, {

@@ -7,6 +7,11 @@ export interface Setting {
     type: SettingType;
     description: string;
     default?: string | number | boolean | string[];
+    /**
+     * Must be set with `pulumi config set --secret`. Not declared `secret` in Pulumi.yaml: Pulumi
+     * rejects a secret key with a (plaintext) default, and optional keys need one. The program
+     * refuses a plaintext value instead (index.ts).
+     */
     secret?: boolean;
 }
 

@@ -6,7 +6,6 @@ for (const [k, s0] of Object.entries(SETTINGS)) {
   const d: Record<string, unknown> = { type: s.type, description: s.description };
   if (s.type === "array") d.items = { type: "string" };
   if (s.default !== undefined) d.default = s.default;
-  if (s.secret) d.secret = true;
   config[k] = d;
 }
 process.stdout.write(stringify({ name: "kubeha", runtime: { name: "nodejs", options: { typescript: true } }, description: "Highly available Kubernetes from official release binaries on bare Linux hosts", main: "index.ts", config }, { lineWidth: 0 }));

@@ -1,0 +1,146 @@
+// End to end on real hosts: `npm run lab` (toolchain, nspawn hosts, the real Pulumi engine), then
+// the HA control plane is checked through the VIP, faults are injected, a second `pulumi up` must
+// change nothing, a one-setting change must preview only its resources, and destroy must leave the
+// hosts clean. Per-phase wall times go to test-results/e2e-timings.json.
+import { strict as assert } from "node:assert";
+import { spawnSync, SpawnSyncReturns } from "node:child_process";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { homedir } from "node:os";
+import { join, resolve } from "node:path";
+
+const ROOT = resolve(__dirname, "../..");
+const CACHE = process.env.KUBEHA_CACHE ?? join(homedir(), ".cache/kubeha");
+const KUBECONFIG = join(CACHE, "lab/admin.conf");
+const KUBECTL = join(CACHE, "artifacts/current/kubectl");
+const timings: Record<string, number> = {};
+const MASTERS = ["k8s-master01", "k8s-master02", "k8s-master03"];
+const LBS = ["k8s-ha01", "k8s-ha02"];
+const VIP = "198.18.0.10";
+
+function run(cmd: string, args: string[], opts: { quiet?: boolean; input?: string } = {}): SpawnSyncReturns<string> {
+    return spawnSync(cmd, args, { cwd: ROOT, encoding: "utf8", input: opts.input, stdio: opts.quiet === false ? "inherit" : "pipe", maxBuffer: 64 << 20 });
+}
+function timed<T>(phase: string, f: () => T): T {
+    const t0 = Date.now();
+    try {
+        return f();
+    } finally {
+        timings[phase] = Math.round((Date.now() - t0) / 100) / 10;
+    }
+}
+const lab = (...args: string[]) => run("bash", ["lab/run.sh", ...args]);
+const ssh = (host: string, cmd: string) => run("bash", ["lab/hosts.sh", "ssh", host, cmd]);
+const kubectl = (...args: string[]) => run(KUBECTL, ["--kubeconfig", KUBECONFIG, "--request-timeout=10s", ...args]);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+async function eventually(what: string, f: () => boolean, seconds = 60): Promise<void> {
+    for (let i = 0; i < seconds; i++) {
+        if (f()) return;
+        await sleep(1000);
+    }
+    assert.fail(`${what}: not true after ${seconds}s`);
+}
+const etcdctl = "/usr/local/bin/etcdctl --endpoints=https://198.18.0.11:2379,https://198.18.0.12:2379,https://198.18.0.13:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt --key=/etc/kubernetes/pki/etcd/healthcheck-client.key";
+
+describe("kubeha on lab hosts (real Pulumi engine, real binaries)", function () {
+    before(function () {
+        if (process.getuid?.() !== 0) {
+            console.log("      SKIPPED: the lab needs root (systemd-nspawn, bridges, cgroups)");
+            this.skip();
+        }
+        const up = timed("lab_total_up", () => run("bash", ["lab/run.sh", "up"], { quiet: false }));
+        assert.equal(up.status, 0, "npm run lab failed (output above)");
+        Object.assign(timings, JSON.parse(readFileSync(join(CACHE, "lab/timings.json"), "utf8")));
+    });
+
+    after(function () {
+        const down = timed("lab_down_total", () => run("bash", ["lab/run.sh", "down"], { quiet: false }));
+        if (down.status !== 0) console.log("lab down failed");
+        mkdirSync(join(ROOT, "test-results"), { recursive: true });
+        writeFileSync(join(ROOT, "test-results/e2e-timings.json"), JSON.stringify(timings, null, 1) + "\n");
+        console.log(`e2e timings (s): ${JSON.stringify(timings)}`);
+    });
+
+    it("answers /readyz through the VIP with the stack's kubeconfig", () => {
+        const r = kubectl("get", "--raw", "/readyz");
+        assert.equal(r.status, 0, r.stderr);
+        assert.equal(r.stdout.trim(), "ok");
+        assert.match(readFileSync(KUBECONFIG, "utf8"), new RegExp(`server: https://${VIP.replace(/\./g, "\\.")}:8443`));
+    });
+
+    it("runs every etcd member healthy", () => {
+        const r = ssh("k8s-master01", `${etcdctl} endpoint health`);
+        assert.equal(r.status, 0, r.stderr + r.stdout);
+        assert.equal((r.stdout + r.stderr).match(/is healthy/g)?.length, 3);
+    });
+
+    it("has leaders for kube-controller-manager and kube-scheduler", async () => {
+        for (const lease of ["kube-controller-manager", "kube-scheduler"]) {
+            await eventually(`${lease} leader`, () => /k8s-master0[123]/.test(kubectl("get", "lease", "-n", "kube-system", lease, "-o", "jsonpath={.spec.holderIdentity}").stdout), 90);
+        }
+    });
+
+    it("applied the bootstrap token and TLS-bootstrap RBAC", () => {
+        const r = kubectl("get", "secrets", "-n", "kube-system", "--field-selector", "type=bootstrap.kubernetes.io/token", "-o", "name");
+        assert.match(r.stdout, /secret\/bootstrap-token-[a-z0-9]{6}/);
+        assert.equal(kubectl("get", "clusterrolebinding", "kubeha:kubelet-bootstrap").status, 0);
+    });
+
+    it("encrypts Secrets at rest in etcd", () => {
+        kubectl("delete", "secret", "e2e-probe", "--ignore-not-found");
+        assert.equal(kubectl("create", "secret", "generic", "e2e-probe", "--from-literal=k=plain-value").status, 0);
+        const raw = ssh("k8s-master01", `${etcdctl} get /registry/secrets/default/e2e-probe --print-value-only | head -c 64`);
+        assert.match(raw.stdout, /^k8s:enc:secretbox:v1:key1:/);
+        assert.ok(!raw.stdout.includes("plain-value"));
+    });
+
+    it("keeps the API reachable when keepalived stops on the VIP holder", async () => {
+        const holder = LBS.find((h) => ssh(h, `ip -4 -o addr show | grep -q ' ${VIP}/'`).status === 0);
+        assert.ok(holder, "one lb host holds the VIP");
+        try {
+            assert.equal(ssh(holder!, "systemctl stop keepalived").status, 0);
+            const other = LBS.find((h) => h !== holder)!;
+            await eventually("VIP moves to the other lb host", () => ssh(other, `ip -4 -o addr show | grep -q ' ${VIP}/'`).status === 0, 20);
+            await eventually("/readyz through the VIP", () => kubectl("get", "--raw", "/readyz").stdout.trim() === "ok", 20);
+        } finally {
+            ssh(holder!, "systemctl start keepalived");
+        }
+    });
+
+    it("still accepts writes with one apiserver and one etcd member stopped", async () => {
+        try {
+            assert.equal(ssh("k8s-master02", "systemctl stop kube-apiserver").status, 0);
+            assert.equal(ssh("k8s-master03", "systemctl stop etcd").status, 0);
+            for (let i = 0; i < 5; i++) {
+                await eventually(`write ${i}`, () => kubectl("create", "configmap", `e2e-write-${Date.now()}-${i}`, "--from-literal=a=b").status === 0, 30);
+            }
+        } finally {
+            ssh("k8s-master03", "systemctl start etcd");
+            ssh("k8s-master02", "systemctl start kube-apiserver");
+        }
+        await eventually("etcd healthy again", () => ssh("k8s-master01", `${etcdctl} endpoint health`).status === 0, 60);
+        await eventually("apiserver on master02 ready again", () => ssh("k8s-master02", "curl -fsS --cacert /etc/kubernetes/pki/ca.crt https://127.0.0.1:6443/readyz").status === 0, 60);
+    });
+
+    it("a second `pulumi up` changes nothing and runs no remote command", () => {
+        const r = timed("second_up", () => lab("pulumi", "up", "--yes", "--skip-preview", "--expect-no-changes", "--suppress-progress"));
+        assert.equal(r.status, 0, r.stdout + r.stderr);
+        assert.doesNotMatch(r.stdout, /\b(updated|created|replaced|deleted)\b/);
+    });
+
+    it("changing one setting previews changes to only the resources that use it", () => {
+        const r = lab("pulumi", "preview", "--json", "--config", "kubeha:etcdBackupRetention=5");
+        assert.equal(r.status, 0, r.stderr);
+        const steps = (JSON.parse(r.stdout).steps ?? []) as { op: string; urn: string }[];
+        const changed = steps.filter((s) => s.op !== "same").map((s) => s.urn.split("::").pop());
+        assert.deepEqual(changed.sort(), MASTERS.map((m) => `kubernetes-etcd-${m}-etcd-backup-script`).sort(), JSON.stringify(changed));
+    });
+
+    it("`pulumi destroy` leaves the hosts clean", () => {
+        const r = timed("destroy", () => lab("pulumi", "destroy", "--yes", "--skip-preview", "--suppress-progress"));
+        assert.equal(r.status, 0, r.stdout + r.stderr);
+        for (const h of [...MASTERS, "k8s-node01", "k8s-node02", ...LBS]) {
+            const left = ssh(h, "ls -d /etc/kubernetes /var/lib/etcd /var/lib/kubeha /usr/local/bin/kube* /usr/local/bin/etcd* /etc/systemd/system/etcd.service /etc/systemd/system/kube* /etc/keepalived/keepalived.conf /etc/kubeha 2>/dev/null; pgrep -l 'etcd|kube-|nginx|keepalived' || true");
+            assert.equal(left.stdout.trim(), "", `${h} still has: ${left.stdout}`);
+        }
+    });
+});
