@@ -65,6 +65,7 @@ step() {
   log "$name: building ($key)"
   rm -f "$stamp"
   "$fn"
+  for o in "$@"; do [[ -e $o ]] || die "$name: expected output $o is missing"; done
   mkdir -p "$STAMPS"; printf '%s' "$key" >"$stamp"
   log "$name: done in $(elapsed "$t0")"
 }
@@ -205,13 +206,15 @@ build_etcd() {
   (
     cd "$d"
     # Each etcd module replaces its siblings with ../dirs; the wrapper requires them all at one version.
-    for m in go.etcd.io/etcd/v3 go.etcd.io/etcd/etcdctl/v3 go.etcd.io/etcd/etcdutl/v3 \
+    # The etcd server's main package is go.etcd.io/etcd/server/v3 (module root).
+    for m in go.etcd.io/etcd/etcdctl/v3 go.etcd.io/etcd/etcdutl/v3 \
              go.etcd.io/etcd/server/v3 go.etcd.io/etcd/api/v3 go.etcd.io/etcd/client/v3 \
              go.etcd.io/etcd/client/pkg/v3 go.etcd.io/etcd/pkg/v3; do
       go mod edit -require="$m@$ETCD_VERSION"
     done
-    CGO_ENABLED=0 gobuild -ldflags "-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=$ETCD_VERSION" \
-      -o "$ART/" go.etcd.io/etcd/v3 go.etcd.io/etcd/etcdctl/v3 go.etcd.io/etcd/etcdutl/v3
+    local ld="-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=$ETCD_VERSION"
+    CGO_ENABLED=0 gobuild -ldflags "$ld" -o "$ART/etcd" go.etcd.io/etcd/server/v3
+    CGO_ENABLED=0 gobuild -ldflags "$ld" -o "$ART/" go.etcd.io/etcd/etcdctl/v3 go.etcd.io/etcd/etcdutl/v3
   )
 }
 
@@ -245,10 +248,15 @@ build_flannel() {
   local d; d=$(wrapper flannel)
   (
     cd "$d"
-    go mod edit -require="github.com/flannel-io/flannel@$FLANNEL_VERSION"
-    # CGO off: leaves out only the (deprecated) udp backend; vxlan/host-gw/wireguard are pure Go.
-    CGO_ENABLED=0 gobuild -ldflags "-s -w -X github.com/flannel-io/flannel/pkg/version.Version=$FLANNEL_VERSION" \
-      -o "$ART/flanneld" github.com/flannel-io/flannel
+    local m=github.com/flannel-io/flannel
+    go mod edit -require="$m@$FLANNEL_VERSION"
+    local src; src=$(go mod download -json "$m@$FLANNEL_VERSION" | sed -n 's/.*"Dir": "\(.*\)",*/\1/p')
+    # flanneld's main.go, less the Tencent Cloud VPC backend: its SDK module
+    # (github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/vpc) is not served here.
+    grep -v '"github.com/flannel-io/flannel/pkg/backend/tencentvpc"' "$src/main.go" >main.go
+    # cgo is needed by the udp backend on amd64 (a C proxy); linked static as upstream's Makefile does.
+    CGO_ENABLED=1 gobuild -tags netgo,osusergo \
+      -ldflags "-s -w -X $m/pkg/version.Version=$FLANNEL_VERSION -extldflags -static" -o "$ART/flanneld" .
   )
 }
 
@@ -317,7 +325,7 @@ build_runc() {
       log "runc: building WITHOUT seccomp support (RUNC_SECCOMP=0)"
     fi
     CGO_ENABLED=1 gobuild -buildmode=pie -tags "$tags" \
-      -ldflags "-s -w -linkmode external -extldflags -static-pie -X main.gitCommit=$RUNC_VERSION" \
+      -ldflags "-s -w -linkmode external -extldflags -static-pie" \
       -o "$ART/runc" github.com/opencontainers/runc
   )
 }
@@ -325,7 +333,7 @@ build_runc() {
 write_manifest() {
   (
     cd "$ART"
-    find . -type f ! -name SHA256SUMS ! -name versions.json ! -path './.stamps/*' -printf '%P\n' | sort |
+    find . -type f ! -name SHA256SUMS ! -name versions.json ! -name build-info.json ! -path './.stamps/*' -printf '%P\n' | sort |
       xargs sha256sum >SHA256SUMS
   )
   cat >"$ART/versions.json" <<EOF
@@ -341,7 +349,6 @@ write_manifest() {
   "kubectl": "$K8S_VERSION",
   "flanneld": "$FLANNEL_VERSION",
   "cni/flannel": "$FLANNEL_CNI_VERSION",
-  "cni/flannel.module": "$FLANNEL_CNI_MODULE",
   "cni/bridge": "$CNI_PLUGINS_VERSION",
   "cni/host-local": "$CNI_PLUGINS_VERSION",
   "cni/loopback": "$CNI_PLUGINS_VERSION",
@@ -349,9 +356,17 @@ write_manifest() {
   "containerd": "$CONTAINERD_VERSION",
   "containerd-shim-runc-v2": "$CONTAINERD_VERSION",
   "ctr": "$CONTAINERD_VERSION",
-  "runc": "$RUNC_VERSION",
+  "runc": "$RUNC_VERSION"
+}
+EOF
+  cat >"$ART/build-info.json" <<EOF
+{
+  "go": "$(go env GOVERSION)",
+  "goos_goarch": "linux/amd64",
+  "cni/flannel.module": "$FLANNEL_CNI_MODULE/$FLANNEL_CNI_PKG@$FLANNEL_CNI_VERSION",
+  "flanneld.note": "built without the tencentvpc backend (its SDK module is not served here)",
   "runc.seccomp": $([[ $RUNC_SECCOMP == 1 ]] && echo true || echo false),
-  "go": "$(go env GOVERSION)"
+  "static": "all CGO_ENABLED=0 except flanneld (cgo, -extldflags -static) and runc (cgo, static-pie)"
 }
 EOF
 }
@@ -360,14 +375,14 @@ do_cluster() {
   mkdir -p "$ART" "$WORK"
   local S=$STAMPS
   STAMPS=$ART/.stamps
-  step etcd "etcd $ETCD_VERSION" build_etcd "$ART/etcd" "$ART/etcdctl" "$ART/etcdutl"
+  step etcd "etcd $ETCD_VERSION server/v3" build_etcd "$ART/etcd" "$ART/etcdctl" "$ART/etcdutl"
   step kubernetes "k8s $K8S_VERSION tags=selinux,notest,grpcnotrace" build_k8s \
     "$ART/kube-apiserver" "$ART/kube-controller-manager" "$ART/kube-scheduler" "$ART/kubelet" "$ART/kube-proxy" "$ART/kubectl"
-  step flannel "flannel $FLANNEL_VERSION" build_flannel "$ART/flanneld"
+  step flannel "flannel $FLANNEL_VERSION -tencentvpc cgo-static" build_flannel "$ART/flanneld"
   step flannel-cni "$FLANNEL_CNI_MODULE@$FLANNEL_CNI_VERSION/$FLANNEL_CNI_PKG" build_flannel_cni "$ART/cni/flannel"
   step cni-plugins "cni $CNI_PLUGINS_VERSION" build_cni "$ART/cni/bridge" "$ART/cni/host-local" "$ART/cni/loopback" "$ART/cni/portmap"
   step containerd "containerd $CONTAINERD_VERSION" build_containerd "$ART/containerd" "$ART/ctr" "$ART/containerd-shim-runc-v2"
-  step runc "runc $RUNC_VERSION seccomp=$RUNC_SECCOMP" build_runc "$ART/runc"
+  step runc "runc $RUNC_VERSION seccomp=$RUNC_SECCOMP static-pie" build_runc "$ART/runc"
   STAMPS=$S
   write_manifest
   ln -sfn "$SET" "$ART_ROOT/current"
