@@ -3,8 +3,8 @@
 import { NAMESPACE, Setting, SETTINGS, SettingKey } from "./settings";
 import { broadcastAddress, Cidr, contains, nthAddress, overlaps, parseCidr, parseIpv4 } from "./net";
 import {
-    ClusterSpec, FLANNEL_BACKENDS, FlannelBackend, Host, KEY_ALGORITHMS, KeyAlgorithm, KUBE_PROXY_MODES,
-    KubeProxyMode, Role,
+    ADDON_NAMES, AddonName, ClusterSpec, FLANNEL_BACKENDS, FLANNEL_MODES, FlannelBackend, FlannelMode, Host, KEY_ALGORITHMS,
+    KeyAlgorithm, KUBE_PROXY_MODES, KubeProxyMode, RegistryMirror, Role,
 } from "./types";
 import { parseKnownHosts } from "./known-hosts";
 import { ARTIFACT_KEYS, artifactsFor } from "./artifacts";
@@ -45,6 +45,12 @@ const FIXED_PORTS: Record<number, string> = {
 
 const VERSION_RE = /^\d+\.\d+\.\d+(-[0-9A-Za-z.]+)?$/;
 const HOSTNAME_RE = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+// An image reference that names its version: [registry[:port]/]path(:tag|@sha256:digest|both).
+const IMAGE_RE = /^[a-z0-9]+([._-][a-z0-9]+)*(:\d+)?(\/[a-z0-9]+([._-]+[a-z0-9]+)*)*(:\w[\w.-]{0,127})?(@sha256:[0-9a-f]{64})?$/;
+const IMAGE_PINNED_RE = /(:\w[\w.-]{0,127}|@sha256:[0-9a-f]{64})$/;
+// A registry as image names spell it (host, optional port), or containerd's catch-all "_default".
+const REGISTRY_RE = /^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*(:\d{1,5})?|_default)$/;
+const ETCD_PREFIX_RE = /^(\/[A-Za-z0-9._-]+)+$/;
 
 class Reader {
     readonly problems: string[] = [];
@@ -138,6 +144,14 @@ class Reader {
         return c;
     }
 
+    image(key: SettingKey): string {
+        const v = this.string(key);
+        if (v && !(IMAGE_RE.test(v) && IMAGE_PINNED_RE.test(v.replace(/^[^/]*\//, "")))) {
+            this.problem(key, `${JSON.stringify(v)} must be a full image reference with a tag or digest, e.g. ${String((SETTINGS[key] as Setting).default)}`);
+        }
+        return v;
+    }
+
     version(key: SettingKey): string {
         const v = this.string(key).replace(/^v/, "");
         if (!VERSION_RE.test(v)) this.problem(key, `${JSON.stringify(v)} is not a release version like 1.2.3`);
@@ -151,6 +165,49 @@ function extraArgs(r: Reader, key: SettingKey): string[] {
         if (!/^--[A-Za-z0-9-]+(=.*)?$/.test(e)) r.problem(key, `${JSON.stringify(e)} must look like --flag=value`);
     }
     return list;
+}
+
+function registryMirrors(r: Reader): RegistryMirror[] {
+    const key = "containerRegistryMirrors";
+    const seen = new Set<string>();
+    return r.list(key).flatMap((entry) => {
+        const m = /^([^=\s]+)=(.+)$/.exec(entry);
+        if (!m) {
+            r.problem(key, `${JSON.stringify(entry)} must be "registry=https://mirror[,https://mirror2]", e.g. "docker.io=https://mirror.example.com"`);
+            return [];
+        }
+        const [, registry, list] = m;
+        if (!REGISTRY_RE.test(registry)) {
+            r.problem(key, `registry ${JSON.stringify(registry)} must be a registry host as image names spell it (docker.io, registry.k8s.io, reg.local:5000) or _default`);
+        } else if (seen.has(registry)) {
+            r.problem(key, `registry ${registry} is listed twice; put all its mirrors in one entry, comma-separated`);
+        }
+        seen.add(registry);
+        const mirrors = list.split(",").map((u) => u.trim());
+        for (const u of mirrors) {
+            if (!isMirrorUrl(u)) r.problem(key, `${registry}: mirror ${JSON.stringify(u)} must be an http(s) URL without credentials, like https://mirror.example.com`);
+        }
+        return [{ registry, mirrors }];
+    });
+}
+
+function isMirrorUrl(u: string): boolean {
+    try {
+        const url = new URL(u);
+        return ["http:", "https:"].includes(url.protocol) && !url.username && !url.password && !url.search && !url.hash && /^[\x21-\x7e]+$/.test(u) && !/["'\\]/.test(u);
+    } catch {
+        return false;
+    }
+}
+
+function addons(r: Reader): AddonName[] {
+    const enabled: AddonName[] = [];
+    for (const a of r.list("addons")) {
+        if (!(ADDON_NAMES as readonly string[]).includes(a)) r.problem("addons", `unknown add-on ${JSON.stringify(a)}; known: ${ADDON_NAMES.join(", ")}`);
+        else if (enabled.includes(a as AddonName)) r.problem("addons", `${a} is listed twice`);
+        else enabled.push(a as AddonName);
+    }
+    return enabled;
 }
 
 function readHosts(r: Reader, key: SettingKey, role: Role): Host[] {
@@ -303,6 +360,33 @@ export function loadClusterSpec(raw: RawConfig, opts: LoadOptions = {}): LoadRes
     }
     const kubeProxyMode = r.oneOf<KubeProxyMode>("kubeProxyMode", KUBE_PROXY_MODES);
     const flannelBackend = r.oneOf<FlannelBackend>("flannelBackend", FLANNEL_BACKENDS);
+    const flannelMode = r.oneOf<FlannelMode>("flannelMode", FLANNEL_MODES);
+    const flannelEtcdPrefix = r.string("flannelEtcdPrefix");
+    if (flannelEtcdPrefix && !ETCD_PREFIX_RE.test(flannelEtcdPrefix)) {
+        r.problem("flannelEtcdPrefix", `${JSON.stringify(flannelEtcdPrefix)} must be an absolute etcd key path like /kubernetes/network (letters, digits, . _ -; no trailing slash)`);
+    } else if (flannelEtcdPrefix === "/registry" || flannelEtcdPrefix.startsWith("/registry/")) {
+        r.problem("flannelEtcdPrefix", `${flannelEtcdPrefix} lies in kube-apiserver's /registry prefix of the same etcd; use e.g. /kubernetes/network`);
+    }
+    if (flannelMode === "kube-subnet-mgr" && !mastersAreWorkers) {
+        r.problem(["flannelMode", "mastersAreWorkers"], "kube-subnet-mgr leases pod subnets to Node objects, and masters that are not workers have none, so their apiservers could not reach pods (metrics-server, webhooks); set kubeha:mastersAreWorkers=true or use flannelMode=etcd");
+    }
+
+    // Nodes: containerd and kubelet.
+    const node = {
+        sandboxImage: r.image("sandboxImage"),
+        registryMirrors: registryMirrors(r),
+        maxPods: r.integer("maxPods", 10, 2500),
+        masterTaint: r.boolean("masterTaint"),
+    };
+    // host-local hands out a node subnet minus its network, broadcast and gateway (cni0) addresses.
+    const podAddresses = 2 ** (32 - podSubnetLength) - 3;
+    if (node.maxPods > podAddresses) {
+        r.problem(["maxPods", "podSubnetLength"], `${node.maxPods} pods do not fit a node's /${podSubnetLength} pod subnet (${podAddresses} pod addresses); lower maxPods or shorten podSubnetLength`);
+    }
+    const addonSettings = {
+        enabled: addons(r),
+        images: { coredns: r.image("coreDnsImage"), metricsServer: r.image("metricsServerImage"), headlamp: r.image("headlampImage") },
+    };
 
     // Ports: each in range, distinct on a host, clear of fixed ports and the NodePort range.
     const ports = {
@@ -371,6 +455,9 @@ export function loadClusterSpec(raw: RawConfig, opts: LoadOptions = {}): LoadRes
         r.problem("kubernetesVersion", `${versions.kubernetes} is not supported: kubeha renders flags and config for Kubernetes 1.34 and later`);
     }
     if (VERSION_RE.test(versions.etcd) && !versions.etcd.startsWith("3.")) r.problem("etcdVersion", "kubeha supports etcd 3.x (3.6 recommended)");
+    if (VERSION_RE.test(versions.containerd) && Number(versions.containerd.split(".")[0]) < 2) {
+        r.problem("containerdVersion", `${versions.containerd} is not supported: kubeha renders containerd 2.x config (version = 3); use a 2.x release`);
+    }
 
     const binarySourceKind = r.oneOf("binarySource", ["download", "local"] as const);
     const binaryDir = r.optionalString("binaryDir");
@@ -430,13 +517,16 @@ export function loadClusterSpec(raw: RawConfig, opts: LoadOptions = {}): LoadRes
             ssh: { user: sshUser, port: sshPort, sudo: sshUser !== "root", hostKeyChecking },
             network: {
                 interface: hostInterface, hostCidr: hostCidr!.text, serviceCidr: serviceCidr!.text, podCidr: podCidr!.text,
-                podSubnetLength, clusterDns, clusterDomain, nodePortRange, kubeProxyMode, flannelBackend,
+                podSubnetLength, clusterDns, clusterDomain, nodePortRange, kubeProxyMode, flannelBackend, flannelMode,
+                flannelEtcdPrefix,
             },
             loadBalancer,
             ports,
             certificates,
             etcd,
             controlPlane,
+            node,
+            addons: addonSettings,
             versions,
             binarySource: { kind: binarySourceKind, localDir: binaryDir },
             apiEndpoint: { ...apiEndpoint, url: `https://${apiEndpoint.host}:${apiEndpoint.port}` },

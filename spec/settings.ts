@@ -22,7 +22,7 @@ export const SETTINGS = {
     masters: { type: "array", description: 'Control-plane hosts as "name=ip" (1, 3 or 5): etcd, kube-apiserver, kube-controller-manager, kube-scheduler.' },
     workers: { type: "array", default: [], description: 'Worker hosts as "name=ip": containerd, kubelet, kube-proxy, flanneld.' },
     loadBalancers: { type: "array", default: [], description: 'API load balancer hosts as "name=ip" (0 or 2+): nginx stream proxy + keepalived VIP.' },
-    mastersAreWorkers: { type: "boolean", default: false, description: "Masters also run kubelet and kube-proxy (tainted NoSchedule)." },
+    mastersAreWorkers: { type: "boolean", default: false, description: "Masters also run containerd, kubelet and kube-proxy (tainted NoSchedule unless masterTaint is false)." },
 
     sshUser: { type: "string", default: "root", description: "SSH user on every host; a non-root user runs remote commands with sudo (passwordless)." },
     sshPort: { type: "integer", default: 22, description: "SSH port on every host." },
@@ -41,6 +41,18 @@ export const SETTINGS = {
     nodePortRange: { type: "string", default: "30000-32767", description: "NodePort range as from-to." },
     kubeProxyMode: { type: "string", default: "nftables", description: "kube-proxy mode: nftables, ipvs or iptables." },
     flannelBackend: { type: "string", default: "vxlan", description: "flannel backend: vxlan, host-gw or wireguard." },
+    flannelMode: { type: "string", default: "etcd", description: "Where flannel keeps its network config and subnet leases: etcd (the masters' etcd, as the seed does) or kube-subnet-mgr (Node objects; needs mastersAreWorkers)." },
+    flannelEtcdPrefix: { type: "string", default: "/kubernetes/network", description: "etcd key prefix of flannel's network config (<prefix>/config) and leases, with flannelMode=etcd." },
+
+    maxPods: { type: "integer", default: 110, description: "Most pods the kubelet runs on a node; they must fit the node's pod subnet (podSubnetLength)." },
+    masterTaint: { type: "boolean", default: true, description: "Masters that are also workers register with the node-role.kubernetes.io/control-plane:NoSchedule taint." },
+    sandboxImage: { type: "string", default: "registry.k8s.io/pause:3.10.1", description: "Pod sandbox (pause) image, pinned in containerd's config." },
+    containerRegistryMirrors: { type: "array", default: [], description: 'Pull mirrors per registry as "registry=https://mirror[,https://mirror2]", tried in order before the registry itself (containerd certs.d hosts.toml), e.g. "docker.io=https://mirror.example.com".' },
+
+    addons: { type: "array", default: ["coredns", "metrics-server", "headlamp"], description: "Add-ons to install once the API answers: coredns, metrics-server, headlamp." },
+    coreDnsImage: { type: "string", default: "registry.k8s.io/coredns/coredns:v1.13.1", description: "CoreDNS image (full reference with tag or digest)." },
+    metricsServerImage: { type: "string", default: "registry.k8s.io/metrics-server/metrics-server:v0.8.0", description: "metrics-server image (full reference with tag or digest)." },
+    headlampImage: { type: "string", default: "ghcr.io/headlamp-k8s/headlamp:v0.38.0", description: "Headlamp web UI image (full reference with tag or digest)." },
 
     vip: { type: "string", default: "", description: "Virtual IP held by keepalived on the lb hosts (required with lb hosts)." },
     apiLoadBalancerPort: { type: "integer", default: 8443, description: "Port nginx listens on for the API, on the VIP." },

@@ -4,10 +4,15 @@ export type Role = "master" | "worker" | "lb";
 export type KubeProxyMode = "nftables" | "ipvs" | "iptables";
 export type FlannelBackend = "vxlan" | "host-gw" | "wireguard";
 export type KeyAlgorithm = "ECDSA" | "RSA";
+/** etcd: flanneld keeps config and leases in the masters' etcd; kube-subnet-mgr: in Node objects. */
+export type FlannelMode = "etcd" | "kube-subnet-mgr";
+export type AddonName = "coredns" | "metrics-server" | "headlamp";
 
 export const KUBE_PROXY_MODES: readonly KubeProxyMode[] = ["nftables", "ipvs", "iptables"];
 export const FLANNEL_BACKENDS: readonly FlannelBackend[] = ["vxlan", "host-gw", "wireguard"];
 export const KEY_ALGORITHMS: readonly KeyAlgorithm[] = ["ECDSA", "RSA"];
+export const FLANNEL_MODES: readonly FlannelMode[] = ["etcd", "kube-subnet-mgr"];
+export const ADDON_NAMES: readonly AddonName[] = ["coredns", "metrics-server", "headlamp"];
 
 export interface Host {
     /** Hostname, also the node name and the etcd member name. */
@@ -41,6 +46,35 @@ export interface NetworkSettings {
     nodePortRange: { from: number; to: number };
     kubeProxyMode: KubeProxyMode;
     flannelBackend: FlannelBackend;
+    flannelMode: FlannelMode;
+    /** etcd key prefix of flannel's network config (`<prefix>/config`) and leases (flannelMode etcd). */
+    flannelEtcdPrefix: string;
+}
+
+export interface RegistryMirror {
+    /** Registry host as image names spell it ("docker.io", "registry.k8s.io", "reg.local:5000"), or "_default". */
+    registry: string;
+    /** Mirror URLs (http or https), tried in order before the registry itself. */
+    mirrors: string[];
+}
+
+/** What every node (worker, or master when mastersAreWorkers) runs: containerd and kubelet. */
+export interface NodeSettings {
+    /** Pod sandbox (pause) image, pinned in containerd's config (kubelet has no flag for it since 1.35). */
+    sandboxImage: string;
+    /** Pull mirrors per registry, one containerd certs.d hosts.toml each. Default none. */
+    registryMirrors: RegistryMirror[];
+    /** kubelet maxPods (default 110); fits the node's pod subnet. */
+    maxPods: number;
+    /** Masters that are workers register with node-role.kubernetes.io/control-plane:NoSchedule (default true). */
+    masterTaint: boolean;
+}
+
+export interface AddonSettings {
+    /** Add-ons to install, in this order (default all of ADDON_NAMES). */
+    enabled: AddonName[];
+    /** Full image references with a tag or digest. */
+    images: { coredns: string; metricsServer: string; headlamp: string };
 }
 
 export interface LoadBalancerSettings {
@@ -102,6 +136,7 @@ export interface ClusterSpec {
     clusterName: string;
     hosts: Host[];
     masters: Host[];
+    /** Hosts running containerd, kubelet and kube-proxy: the workers, and the masters when mastersAreWorkers. */
     workers: Host[];
     loadBalancers: Host[];
     /** Masters also run kubelet, kube-proxy and containerd. */
@@ -114,6 +149,8 @@ export interface ClusterSpec {
     certificates: CertificateSettings;
     etcd: EtcdSettings;
     controlPlane: ControlPlaneSettings;
+    node: NodeSettings;
+    addons: AddonSettings;
     versions: Versions;
     binarySource: { kind: BinarySourceKind; localDir?: string };
     /** sha256 pins from config, by artifact key (spec/artifacts.ts). */

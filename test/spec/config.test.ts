@@ -39,6 +39,34 @@ describe("stack config -> ClusterSpec", () => {
         assert.deepEqual(s.workers.map((h) => h.name), ["m1", "m2", "m3", "w1", "w2"]);
     });
 
+    it("reads node, flannel and add-on settings, with their defaults", () => {
+        const d = specOf(HA_RAW);
+        assert.deepEqual(d.node, { sandboxImage: "registry.k8s.io/pause:3.10.1", registryMirrors: [], maxPods: 110, masterTaint: true });
+        assert.equal(d.network.flannelMode, "etcd");
+        assert.equal(d.network.flannelEtcdPrefix, "/kubernetes/network");
+        assert.deepEqual(d.addons, {
+            enabled: ["coredns", "metrics-server", "headlamp"],
+            images: {
+                coredns: "registry.k8s.io/coredns/coredns:v1.13.1",
+                metricsServer: "registry.k8s.io/metrics-server/metrics-server:v0.8.0",
+                headlamp: "ghcr.io/headlamp-k8s/headlamp:v0.38.0",
+            },
+        });
+        const s = specOf(HA_RAW, {
+            containerRegistryMirrors: ["docker.io=https://m1.example, http://10.0.0.5:5000/v2", "reg.local:5000=https://m2.example"],
+            addons: "[]", maxPods: "250", podSubnetLength: 23, masterTaint: "false", mastersAreWorkers: true, flannelMode: "kube-subnet-mgr",
+            sandboxImage: `reg.local:5000/pause@sha256:${"a".repeat(64)}`,
+        });
+        assert.deepEqual(s.node.registryMirrors, [
+            { registry: "docker.io", mirrors: ["https://m1.example", "http://10.0.0.5:5000/v2"] },
+            { registry: "reg.local:5000", mirrors: ["https://m2.example"] },
+        ]);
+        assert.deepEqual(s.addons.enabled, []);
+        assert.equal(s.node.maxPods, 250);
+        assert.equal(s.node.masterTaint, false);
+        assert.equal(s.network.flannelMode, "kube-subnet-mgr");
+    });
+
     it("reports every problem at once", () => {
         const p = problems(seed({ masters: ["a=172.16.60.241", "b=172.16.60.242"], vip: "172.16.60.241", kubeProxyMode: "userspace" }));
         assert.ok(p.length >= 3, p.join("\n"));
@@ -85,6 +113,23 @@ describe("stack config -> ClusterSpec", () => {
         ["local binaries without a directory", { binarySource: "local" }, /binarySource=local needs binaryDir/],
         ["bad checksum pin", { artifactChecksums: ["etcd=abc"] }, /kubeha:artifactChecksums: "etcd=abc" must be "key=<64 hex sha256>"/],
         ["etcd election vs heartbeat", { etcdElectionMs: 500 }, /election timeout 500ms should be at least 5x the heartbeat 250ms/],
+        ["unknown flannel mode", { flannelMode: "kube" }, /kubeha:flannelMode: must be one of etcd, kube-subnet-mgr, got "kube"/],
+        ["kube-subnet-mgr with masters that are not nodes", { flannelMode: "kube-subnet-mgr" }, /kubeha:flannelMode, kubeha:mastersAreWorkers: kube-subnet-mgr .* set kubeha:mastersAreWorkers=true or use flannelMode=etcd/],
+        ["flannel etcd prefix not an absolute key path", { flannelEtcdPrefix: "kubernetes/network/" }, /kubeha:flannelEtcdPrefix: "kubernetes\/network\/" must be an absolute etcd key path like \/kubernetes\/network/],
+        ["flannel etcd prefix inside the apiserver's", { flannelEtcdPrefix: "/registry/flannel" }, /kubeha:flannelEtcdPrefix: \/registry\/flannel lies in kube-apiserver's \/registry prefix .* use e\.g\. \/kubernetes\/network/],
+        ["maxPods out of range", { maxPods: 5 }, /kubeha:maxPods: must be between 10 and 2500, got 5/],
+        ["maxPods beyond the node's pod subnet", { podSubnetLength: 25, maxPods: 200 }, /kubeha:maxPods, kubeha:podSubnetLength: 200 pods do not fit a node's \/25 pod subnet \(125 pod addresses\); lower maxPods or shorten podSubnetLength/],
+        ["masterTaint not a boolean", { masterTaint: "yes" }, /kubeha:masterTaint: must be true or false, got "yes"/],
+        ["sandbox image without a tag", { sandboxImage: "registry.k8s.io/pause" }, /kubeha:sandboxImage: "registry\.k8s\.io\/pause" must be a full image reference with a tag or digest, e\.g\. registry\.k8s\.io\/pause:3\.10\.1/],
+        ["add-on image with only a registry port", { coreDnsImage: "reg.local:5000/coredns" }, /kubeha:coreDnsImage: "reg\.local:5000\/coredns" must be a full image reference with a tag or digest/],
+        ["add-on image malformed", { headlampImage: "ghcr.io/Headlamp:latest tag" }, /kubeha:headlampImage: .* must be a full image reference/],
+        ["registry mirror entry malformed", { containerRegistryMirrors: ["docker.io"] }, /kubeha:containerRegistryMirrors: "docker\.io" must be "registry=https:\/\/mirror\[,https:\/\/mirror2\]"/],
+        ["registry mirror registry given as a URL", { containerRegistryMirrors: ["https://docker.io=https://m.example"] }, /kubeha:containerRegistryMirrors: registry "https:\/\/docker\.io" must be a registry host as image names spell it/],
+        ["registry mirror not an http(s) URL", { containerRegistryMirrors: ["docker.io=https://a.example,ftp://m.example"] }, /kubeha:containerRegistryMirrors: docker\.io: mirror "ftp:\/\/m\.example" must be an http\(s\) URL/],
+        ["registry mirrored in two entries", { containerRegistryMirrors: ["docker.io=https://a.example", "docker.io=https://b.example"] }, /kubeha:containerRegistryMirrors: registry docker\.io is listed twice; put all its mirrors in one entry/],
+        ["unknown add-on", { addons: ["dashboard"] }, /kubeha:addons: unknown add-on "dashboard"; known: coredns, metrics-server, headlamp/],
+        ["add-on listed twice", { addons: ["coredns", "coredns"] }, /kubeha:addons: coredns is listed twice/],
+        ["containerd 1.x", { containerdVersion: "1.7.22" }, /kubeha:containerdVersion: 1\.7\.22 is not supported: kubeha renders containerd 2\.x config/],
     ];
     for (const [what, override, message] of matrix) {
         it(`rejects ${what}`, () => {
