@@ -9,7 +9,7 @@ import { HostContexts } from "./context";
 import { EtcdCluster } from "./etcd-cluster";
 import { ControlPlane } from "./control-plane";
 import { ApiLoadBalancer } from "./api-load-balancer";
-import { runScript, waitHealthy } from "../host/remote";
+import { hostStateScript, runScript, UPLOAD_DIR, waitHealthy } from "../host/remote";
 import { PKI_DIR, STATE_DIR } from "../render/paths";
 
 export interface ClusterArgs {
@@ -44,12 +44,12 @@ export class Cluster extends pulumi.ComponentResource {
             const target: HostTarget = hostTarget(spec, host, args.sshPrivateKey);
             // Created first, deleted last: kubeha's own state directory (download/upload caches, markers).
             const state = runScript(`${name}-${host.name}-state`, target, {
-                script: `mkdir -p ${STATE_DIR} && chmod 700 ${STATE_DIR}`, rerunOn: [],
-                delete: `rm -rf ${STATE_DIR} /usr/local/lib/kubeha`,
+                script: hostStateScript(spec.ssh.user), rerunOn: [],
+                delete: `rm -rf ${STATE_DIR} ${UPLOAD_DIR} /usr/local/lib/kubeha`,
             }, { parent: this });
             const pki = this.pki.filesFor(spec, host.name);
             const pkiFiles = putFiles(`${name}-${host.name}-pki`, target, pki, { parent: this, dependsOn: [state] });
-            return [host.name, { target, pki, pkiFiles }];
+            return [host.name, { target, pki, pkiFiles, base: state }];
         }));
 
         // 3. etcd on the masters, then the control plane behind it.

@@ -9,6 +9,8 @@ export interface HostContext {
     pki: pulumi.Output<HostFile[]>;
     /** The resource that put them there. */
     pkiFiles: pulumi.Resource;
+    /** kubeha's directories on the host (state, uploads): everything else on the host comes after. */
+    base: pulumi.Resource;
 }
 
 export type HostContexts = Record<string, HostContext>;

@@ -57,7 +57,7 @@ export class ControlPlane extends pulumi.ComponentResource {
         for (const m of spec.masters) {
             const ctx = hosts[m.name];
             const res = (suffix: string) => `${name}-${m.name}-${suffix}`;
-            const installs = binaries.map((key) => installArtifact(res(`${key}-binary`), ctx.target, artifacts.find((a) => a.key === key)!, spec.binarySource, child));
+            const installs = binaries.map((key) => installArtifact(res(`${key}-binary`), ctx.target, artifacts.find((a) => a.key === key)!, spec.binarySource, { ...child, dependsOn: [ctx.base] }));
             const config = putFiles(res("config"), ctx.target, configFiles, child);
             const prepared = [...installs, config, ctx.pkiFiles];
 

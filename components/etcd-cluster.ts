@@ -34,7 +34,7 @@ export class EtcdCluster extends pulumi.ComponentResource {
         const memberDigests: pulumi.Output<string>[] = [];
         for (const m of spec.masters) {
             const ctx = hosts[m.name];
-            const install = installArtifact(`${name}-${m.name}-etcd-binaries`, ctx.target, artifact, spec.binarySource, child);
+            const install = installArtifact(`${name}-${m.name}-etcd-binaries`, ctx.target, artifact, spec.binarySource, { ...child, dependsOn: [ctx.base] });
             const unit = renderEtcdUnit(spec, m);
             const digest = pulumi.all([digestOf(ctx.pki, ETCD_INPUTS), sha256(unit), artifact.sha256 ?? artifact.version]).apply((d) => sha256(d.join()));
             memberDigests.push(digest);

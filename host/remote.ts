@@ -41,6 +41,17 @@ export function hostTarget(spec: ClusterSpec, host: Host, privateKey?: pulumi.In
     };
 }
 
+/**
+ * Where binaries are uploaded (binarySource=local): owned by the SSH user, since uploads travel
+ * over SFTP without sudo; each upload is checked against its sha256 before root installs it.
+ */
+export const UPLOAD_DIR = "/var/lib/kubeha-uploads";
+
+/** kubeha's own directories on a host: the root-only state dir and the SSH user's upload dir. */
+export function hostStateScript(sshUser: string): string {
+    return [`mkdir -p ${STATE_DIR}`, `chmod 700 ${STATE_DIR}`, `install -d -m 0700 -o ${shellQuote(sshUser)} ${UPLOAD_DIR}`].join("\n");
+}
+
 export function shellQuote(s: string): string {
     return `'${s.replace(/'/g, `'\\''`)}'`;
 }
@@ -114,7 +125,8 @@ export function putFiles(name: string, target: HostTarget, files: pulumi.Input<H
  * The script that installs an artifact's files: fetch once into a cache keyed by sha256, verify,
  * extract, and replace an installed file only when it differs. `from` is "download" or the upload dir.
  */
-export function artifactInstallScript(hostName: string, artifact: Artifact, from: { download: true; cacheDir: string } | { uploadDir: string }): string {
+export function artifactInstallScript(hostName: string, artifact: Artifact,
+    from: { download: true; cacheDir: string } | { uploadDir: string; sha256: Record<string, string> }): string {
     const members = Object.entries(artifact.members);
     // `src` is a shell word (may expand $tmp); install only when the content differs.
     const installOne = (src: string, file: string) => {
@@ -122,7 +134,19 @@ export function artifactInstallScript(hostName: string, artifact: Artifact, from
         return `if ! cmp -s ${src} ${to} 2>/dev/null; then install -m 0755 ${src} ${to}; echo "installed ${artifact.installDir}/${file}"; fi`;
     };
     if ("uploadDir" in from) {
-        return [`mkdir -p ${shellQuote(artifact.installDir)}`, ...members.map(([f]) => installOne(shellQuote(`${from.uploadDir}/${f}`), f))].join("\n");
+        // The upload is checked against the digest of the file on the machine running pulumi, then
+        // installed and removed; a file already installed with that digest needs no upload.
+        return [`mkdir -p ${shellQuote(artifact.installDir)}`, ...members.map(([f]) => {
+            const up = shellQuote(`${from.uploadDir}/${f}`);
+            const to = shellQuote(`${artifact.installDir}/${f}`);
+            const sum = from.sha256[f];
+            return [
+                `if echo "${sum}  "${to} | sha256sum -c --status 2>/dev/null; then rm -f ${up}`,
+                `elif echo "${sum}  "${up} | sha256sum -c --status 2>/dev/null; then install -m 0755 ${up} ${to} && rm -f ${up} && echo "installed ${artifact.installDir}/${f}"`,
+                `else echo "${hostName}: the upload ${from.uploadDir}/${f} is missing or does not match sha256 ${sum}; run pulumi up again (it re-uploads)" >&2; exit 1`,
+                "fi",
+            ].join("\n");
+        })].join("\n");
     }
     if (!artifact.sha256) throw new Error(`${artifact.key} ${artifact.version}: no sha256 pinned; refusing to download an unverified binary`);
     const file = shellQuote(`${from.cacheDir}/${artifact.sha256}`);
@@ -153,8 +177,13 @@ const localDigests = new Map<string, string>();
 /** What identifies the installed bytes: the published sha256, or the local files' own digests. */
 export function artifactDigest(artifact: Artifact, source: ClusterSpec["binarySource"]): string {
     if (source.kind === "download") return artifact.sha256 ?? "";
-    return Object.keys(artifact.members).map((file) => {
-        const path = localArtifactPath(source.localDir!, artifact, file);
+    return Object.values(localFileDigests(artifact, source.localDir!)).join(",");
+}
+
+/** sha256 of each of an artifact's files in the local binary directory, by file name. */
+export function localFileDigests(artifact: Artifact, localDir: string): Record<string, string> {
+    return Object.fromEntries(Object.keys(artifact.members).map((file) => {
+        const path = localArtifactPath(localDir, artifact, file);
         if (!localDigests.has(path)) {
             let digest: string;
             try {
@@ -164,8 +193,8 @@ export function artifactDigest(artifact: Artifact, source: ClusterSpec["binarySo
             }
             localDigests.set(path, digest);
         }
-        return localDigests.get(path)!;
-    }).join(",");
+        return [file, localDigests.get(path)!];
+    }));
 }
 
 /** Installs the files of a release artifact: downloaded and checked against its sha256, or uploaded from a local directory. */
@@ -178,14 +207,14 @@ export function installArtifact(name: string, target: HostTarget, artifact: Arti
         script = artifactInstallScript(target.host.name, artifact, { download: true, cacheDir: `${STATE_DIR}/downloads` });
     } else {
         // Air-gapped: binaries come from the machine running pulumi, one upload per file.
-        const uploadDir = `${STATE_DIR}/uploads/${artifact.key}`;
+        const uploadDir = `${UPLOAD_DIR}/${artifact.key}`;
         for (const file of Object.keys(artifact.members)) {
             const local = localArtifactPath(source.localDir!, artifact, file);
             dependsOn.push(new command.remote.CopyToRemote(`${name}-upload-${file}`, {
                 connection: target.connection, source: new pulumi.asset.FileAsset(local), remotePath: `${uploadDir}/${file}`,
             }, { parent: opts.parent, dependsOn: opts.dependsOn }));
         }
-        script = artifactInstallScript(target.host.name, artifact, { uploadDir });
+        script = artifactInstallScript(target.host.name, artifact, { uploadDir, sha256: localFileDigests(artifact, source.localDir!) });
     }
     const create = wrapWithInputs(target, script, [artifact.url, artifact.version, artifactDigest(artifact, source)]);
     return new command.remote.Command(name, {

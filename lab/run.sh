@@ -62,7 +62,7 @@ pulumi_env() {
 
 sync_project() {
 	mkdir -p "$PROJECT"
-	(cd "$ROOT" && git ls-files -z --cached --others --exclude-standard | grep -zv '^lab/' | rsync -a --from0 --files-from=- ./ "$PROJECT/")
+	(cd "$ROOT" && git ls-files -z --cached --others --exclude-standard | grep -zv '^lab/' | tar --null -T - -cf - | tar -C "$PROJECT" -xf -)
 	ln -sfn "$ROOT/node_modules" "$PROJECT/node_modules"
 	# Keep the stack's encryption salt (written by `stack init`) across syncs.
 	if [[ -f $LABDIR/salt ]]; then printf '%s\n' "$(cat "$LABDIR/salt")" >>"$PROJECT/Pulumi.$STACK.yaml"; fi
@@ -83,6 +83,13 @@ cmd_up() {
 	timed lab_up bash "$ROOT/lab/hosts.sh" up
 	pulumi_env
 	sync_project
+	# `hosts.sh up` boots fresh hosts: state of an earlier lab describes hosts that are gone.
+	if (cd "$PROJECT" && pulumi stack select "$STACK" 2>/dev/null); then
+		log "fresh hosts: forgetting the previous lab stack's state"
+		(cd "$PROJECT" && pulumi stack rm --yes --force "$STACK" >/dev/null)
+		rm -f "$LABDIR/salt"
+		sync_project
+	fi
 	select_stack
 	timed first_up bash -c "cd '$PROJECT' && pulumi up --yes --stack '$STACK' --skip-preview --suppress-progress"
 	(cd "$PROJECT" && pulumi stack output kubeconfig --show-secrets --stack "$STACK") >"$LABDIR/admin.conf"

@@ -105,6 +105,29 @@ describe("host primitives (scripts run with /bin/sh)", () => {
             assert.throws(() => statSync(`${dir}/bin/etcd`));
         });
 
+        it("installs uploads only when they match the local file's sha256, removes them, and needs none once installed", () => {
+            const up = `${dir}/up`;
+            mkdirSync(up);
+            writeFileSync(`${up}/etcd`, "#!/bin/sh\necho etcd\n");
+            writeFileSync(`${up}/etcdctl`, "#!/bin/sh\necho etcdctl\n");
+            const sum = (f: string) => createHash("sha256").update(readFileSync(f)).digest("hex");
+            const sha256 = { etcd: sum(`${up}/etcd`), etcdctl: sum(`${up}/etcdctl`) };
+            const script = artifactInstallScript("m1", artifact("file:///nowhere", ""), { uploadDir: up, sha256 });
+            const first = run(script);
+            assert.equal(first.status, 0, first.stderr);
+            assert.equal(execFileSync(`${dir}/bin/etcd`).toString(), "etcd\n");
+            assert.throws(() => statSync(`${up}/etcd`), "the upload is removed once installed");
+            const second = run(script);
+            assert.equal(second.status, 0, second.stderr);
+            assert.equal(second.stdout, "", "installed files with the right digest need no upload");
+
+            writeFileSync(`${up}/etcdctl`, "#!/bin/sh\necho tampered\n");
+            const bad = run(artifactInstallScript("m1", artifact("file:///nowhere", ""), { uploadDir: up, sha256: { ...sha256, etcdctl: "f".repeat(64) } }));
+            assert.notEqual(bad.status, 0);
+            assert.match(bad.stderr, new RegExp(`m1: the upload ${up}/etcdctl is missing or does not match sha256 f{64}`));
+            assert.equal(execFileSync(`${dir}/bin/etcdctl`).toString(), "etcdctl\n", "the installed file is kept");
+        });
+
         it("refuses to build a download without a checksum", () => {
             assert.throws(() => artifactInstallScript("m1", { ...artifact("https://x", ""), sha256: undefined }, { download: true, cacheDir: "/tmp" }), /no sha256 pinned/);
         });
