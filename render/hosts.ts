@@ -4,12 +4,20 @@ import { ClusterSpec } from "../spec/types";
 import { PkiMaterial, renderPkiFiles } from "./pki";
 import { addFile, HostFiles, publicFile, secretFile } from "./types";
 import { LB_PATHS, renderApiserverCheckScript, renderKeepalivedConfig, renderLbUnit, renderNginxStreamConfig } from "./loadbalancer";
-import { SYSTEMD_DIR } from "./paths";
+import {
+    CNI_CONFLIST, CONTAINERD_CONFIG, FLANNEL_NET_CONFIG, KUBE_PROXY_CONFIG, KUBELET_CONFIG, MODULES_LOAD_CONF, PREFLIGHT_SCRIPT,
+    SYSCTL_CONF, SYSTEMD_DIR,
+} from "./paths";
 import { ETCD, renderEtcdBackupScript, renderEtcdBackupUnits, renderEtcdUnit } from "./etcd";
 import {
     CONTROL_PLANE, renderApiserverUnit, renderAuditPolicy, renderAuthenticationConfig, renderControllerManagerUnit,
     renderSchedulerConfig, renderSchedulerUnit,
 } from "./control-plane";
+import { FLANNEL, flannelHosts, renderCniConflist, renderFlanneldUnit, renderFlannelNetworkConfig } from "./flannel";
+import {
+    NODE, nodeHosts, registryHostsPath, renderContainerdConfig, renderContainerdUnit, renderKubeletConfig, renderKubeletUnit,
+    renderKubeProxyConfig, renderKubeProxyUnit, renderModulesLoad, renderPreflightScript, renderRegistryHosts, renderSysctlConf,
+} from "./node";
 
 const unit = (name: string, content: string) => publicFile(`${SYSTEMD_DIR}/${name}`, content);
 
@@ -36,6 +44,26 @@ export function renderHostFiles(spec: ClusterSpec, material: PkiMaterial, vrrpAu
         add(unit(LB_PATHS.unit, renderLbUnit(spec)));
         add(secretFile(LB_PATHS.keepalivedConfig, renderKeepalivedConfig(spec, lb, vrrpAuthPass)));
         add({ ...publicFile(LB_PATHS.checkScript, renderApiserverCheckScript(spec)), mode: "0755" });
+    }
+    for (const h of flannelHosts(spec)) {
+        const add = (f: ReturnType<typeof publicFile>) => addFile(files, h.name, f);
+        add(unit(FLANNEL.unit, renderFlanneldUnit(spec, h)));
+        // In etcd mode the network config lives in etcd (flannelConfigPutCommand), not on the hosts.
+        if (spec.network.flannelMode === "kube-subnet-mgr") add(publicFile(FLANNEL_NET_CONFIG, renderFlannelNetworkConfig(spec)));
+    }
+    for (const n of nodeHosts(spec)) {
+        const add = (f: ReturnType<typeof publicFile>) => addFile(files, n.name, f);
+        add(publicFile(MODULES_LOAD_CONF, renderModulesLoad(spec)));
+        add(publicFile(SYSCTL_CONF, renderSysctlConf()));
+        add({ ...publicFile(PREFLIGHT_SCRIPT, renderPreflightScript(spec, n)), mode: "0755" });
+        add(publicFile(CONTAINERD_CONFIG, renderContainerdConfig(spec)));
+        for (const m of spec.node.registryMirrors) add(publicFile(registryHostsPath(m.registry), renderRegistryHosts(m)));
+        add(unit(NODE.containerdUnit, renderContainerdUnit()));
+        add(publicFile(CNI_CONFLIST, renderCniConflist()));
+        add(publicFile(KUBELET_CONFIG, renderKubeletConfig(spec, n)));
+        add(unit(NODE.kubeletUnit, renderKubeletUnit(spec, n)));
+        add(publicFile(KUBE_PROXY_CONFIG, renderKubeProxyConfig(spec, n)));
+        add(unit(NODE.kubeProxyUnit, renderKubeProxyUnit()));
     }
     return files;
 }

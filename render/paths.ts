@@ -18,3 +18,24 @@ export const KUBECONFIG = {
     kubeProxy: `${KUBE_DIR}/kube-proxy.conf`,
     bootstrapKubelet: `${KUBE_DIR}/bootstrap-kubelet.conf`,
 } as const;
+
+// Nodes (workers, and masters when mastersAreWorkers) and flanneld.
+export const CONTAINERD_CONFIG = "/etc/containerd/config.toml";
+/** containerd's registry host configs: certs.d/<registry>/hosts.toml. */
+export const CONTAINERD_CERTS_DIR = "/etc/containerd/certs.d";
+export const CONTAINERD_SOCKET = "/run/containerd/containerd.sock";
+export const KUBELET_CONFIG = `${KUBELET_DIR}/config.yaml`;
+/** The kubelet's client and serving certificates, issued through CSRs (TLS bootstrap). */
+export const KUBELET_PKI_DIR = `${KUBELET_DIR}/pki`;
+/** Written by the kubelet itself once its bootstrap CSR is signed. */
+export const KUBELET_KUBECONFIG = `${KUBE_DIR}/kubelet.conf`;
+export const KUBE_PROXY_CONFIG = `${KUBE_PROXY_DIR}/config.yaml`;
+export const CNI_CONFLIST = `${CNI_CONF_DIR}/10-flannel.conflist`;
+export const FLANNEL_SUBNET_FILE = "/run/flannel/subnet.env";
+/** flanneld's network config file (kube-subnet-mgr mode; in etcd mode it lives in etcd). */
+export const FLANNEL_NET_CONFIG = "/etc/kube-flannel/net-conf.json";
+/** flanneld's kubeconfig (kube-subnet-mgr mode). */
+export const FLANNEL_KUBECONFIG = `${KUBE_DIR}/flanneld.conf`;
+export const SYSCTL_CONF = "/etc/sysctl.d/99-kubeha.conf";
+export const MODULES_LOAD_CONF = "/etc/modules-load.d/kubeha.conf";
+export const PREFLIGHT_SCRIPT = "/usr/local/lib/kubeha/node-preflight.sh";
