@@ -11,6 +11,10 @@ import { ControlPlane } from "./control-plane";
 import { ApiLoadBalancer } from "./api-load-balancer";
 import { hostStateScript, runScript, UPLOAD_DIR, waitHealthy } from "../host/remote";
 import { PKI_DIR, STATE_DIR } from "../render/paths";
+import { FlannelNetwork } from "./flannel-network";
+import { WorkerPool } from "./worker-pool";
+import { Addons } from "./addons";
+import { nodeHosts } from "../render/node";
 
 export interface ClusterArgs {
     spec: ClusterSpec;
@@ -31,6 +35,9 @@ export class Cluster extends pulumi.ComponentResource {
     readonly loadBalancer?: ApiLoadBalancer;
     /** The API answers /readyz at the endpoint every client uses. */
     readonly apiReady: pulumi.Resource;
+    readonly network: FlannelNetwork;
+    readonly workers?: WorkerPool;
+    readonly addons?: Addons;
 
     constructor(name: string, args: ClusterArgs, opts?: pulumi.ComponentResourceOptions) {
         super("kubeha:index:Cluster", name, {}, opts);
@@ -70,6 +77,20 @@ export class Cluster extends pulumi.ComponentResource {
             check: `curl -fsS --max-time 3 --cacert ${PKI_DIR}/ca.crt ${spec.apiEndpoint.url}/readyz`,
             timeoutSeconds: 120, rerunOn: [spec.apiEndpoint.url],
         }, { parent: this, dependsOn: [...this.controlPlane.ready, ...(this.loadBalancer?.ready ?? [])] });
+
+        // 6. The pod network on every master and node, then the nodes, then the add-ons.
+        this.network = new FlannelNetwork(`${name}-network`, { spec, hosts: this.hosts, etcdReady: this.etcd.ready }, { parent: this });
+        if (nodeHosts(spec).length > 0) {
+            this.workers = new WorkerPool(`${name}-nodes`, {
+                spec, hosts: this.hosts, networkReady: this.network.ready, apiReady: [this.apiReady],
+                clusterCaCert: this.pki.caCerts.ca,
+                adminCertPem: this.pki.material.apply((m) => m.certs.admin.certPem),
+                adminKeyPem: pulumi.secret(this.pki.material.apply((m) => m.certs.admin.keyPem)),
+            }, { parent: this });
+            if (spec.addons.enabled.length > 0) {
+                this.addons = new Addons(`${name}-addons`, { spec, hosts: this.hosts, nodesReady: Object.values(this.workers.ready) }, { parent: this });
+            }
+        }
 
         const admin = certificatesFor(spec).find((c) => c.name === "admin")!;
         this.kubeconfig = pulumi.secret(this.pki.material.apply((m) => renderKubeconfig({

@@ -62,7 +62,8 @@ export class EtcdCluster extends pulumi.ComponentResource {
                 [{ path: ETCD.backupScript, content: backupScript, mode: "0755", secret: false }], child);
             systemdService(`${name}-${m.name}-etcd-backup`, ctx.target, {
                 unit: ETCD.backupTimer, content: backupUnits.timer, companions: [{ unit: ETCD.backupService, content: backupUnits.service }],
-                inputs: [sha256(backupScript)], restart: `systemctl restart ${ETCD.backupTimer}`,
+                // The timer runs the script by path: a changed script needs no restart of the timer.
+                inputs: [], restart: `systemctl restart ${ETCD.backupTimer}`,
             }, { ...child, dependsOn: [script, this.ready[i]] });
         });
         this.registerOutputs({});

@@ -236,6 +236,8 @@ export interface UnitArgs {
     companions?: { unit: string; content: string }[];
     /** Paths the service created (data directories), removed after it stops on destroy. */
     removeOnDelete?: string[];
+    /** Shell run after the service stops on destroy, before removeOnDelete (interfaces, mounts). */
+    cleanupOnDelete?: string;
 }
 
 /** Writes a systemd unit, enables it and (re)starts it exactly when the unit or its inputs change; stops and removes it on destroy. */
@@ -251,7 +253,10 @@ export function systemdService(name: string, target: HostTarget, args: UnitArgs,
         stdin: encodeFiles(files),
         delete: wrap(target, [`systemctl disable --now ${units.map((u) => u.unit).join(" ")} 2>/dev/null || true`,
             `rm -f ${files.map((f) => f.path).join(" ")}`, "systemctl daemon-reload",
-            ...(args.removeOnDelete?.length ? [`rm -rf ${args.removeOnDelete.map(shellQuote).join(" ")}`] : [])].join("\n")),
+            ...(args.cleanupOnDelete ? [args.cleanupOnDelete] : []),
+            ...(args.removeOnDelete?.length ? [`rm -rf ${args.removeOnDelete.map(shellQuote).join(" ")}`,
+                // Parents kubeha created (e.g. /var/lib/etcd) go too once empty; a non-empty one stays.
+                `for d in ${[...new Set(args.removeOnDelete.map((p) => p.replace(/\/[^/]+\/?$/, "")))].filter(Boolean).map(shellQuote).join(" ")}; do rmdir -p --ignore-fail-on-non-empty "$d" 2>/dev/null || true; done`] : [])].join("\n")),
     }, opts);
 }
 

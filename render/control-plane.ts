@@ -34,6 +34,8 @@ export function apiserverArgs(spec: ClusterSpec, master: Host): Args {
         "client-ca-file": pki("ca.crt"),
         "kubelet-client-certificate": pki("apiserver-kubelet-client.crt"),
         "kubelet-client-key": pki("apiserver-kubelet-client.key"),
+        // Kubelets serve certificates signed by the cluster CA (serverTLSBootstrap, approved by kubeha).
+        "kubelet-certificate-authority": pki("ca.crt"),
         "kubelet-preferred-address-types": "InternalIP,Hostname,ExternalIP",
         "authorization-mode": "Node,RBAC",
         "enable-admission-plugins": "NodeRestriction",

@@ -131,7 +131,7 @@ export function kubeletTaints(spec: ClusterSpec, host: Host): { key: string; eff
 
 export function kubeletConfig(spec: ClusterSpec, host: Host): Record<string, unknown> {
     const taints = kubeletTaints(spec, host);
-    return {
+    return mergeConfig({
         apiVersion: "kubelet.config.k8s.io/v1beta1",
         kind: "KubeletConfiguration",
         authentication: {
@@ -156,7 +156,18 @@ export function kubeletConfig(spec: ClusterSpec, host: Host): Record<string, unk
         failSwapOn: true,
         healthzBindAddress: "127.0.0.1",
         ...(taints.length ? { registerWithTaints: taints } : {}),
-    };
+    }, spec.node.kubeletExtraConfig);
+}
+
+/** Deep merge of plain mappings: `extra` wins; lists and scalars are replaced, not merged. */
+export function mergeConfig(base: Record<string, unknown>, extra: Record<string, unknown>): Record<string, unknown> {
+    const out: Record<string, unknown> = { ...base };
+    for (const [k, v] of Object.entries(extra)) {
+        const b = out[k];
+        const isMap = (x: unknown): x is Record<string, unknown> => x !== null && typeof x === "object" && !Array.isArray(x);
+        out[k] = isMap(b) && isMap(v) ? mergeConfig(b, v) : v;
+    }
+    return out;
 }
 
 export function renderKubeletConfig(spec: ClusterSpec, host: Host): string {
@@ -199,7 +210,7 @@ export function renderKubeletUnit(spec: ClusterSpec, host: Host): string {
 
 export function kubeProxyConfig(spec: ClusterSpec, host: Host): Record<string, unknown> {
     const mode = spec.network.kubeProxyMode;
-    return {
+    return mergeConfig({
         apiVersion: "kubeproxy.config.k8s.io/v1alpha1",
         kind: "KubeProxyConfiguration",
         mode,
@@ -210,7 +221,7 @@ export function kubeProxyConfig(spec: ClusterSpec, host: Host): Record<string, u
         metricsBindAddress: NODE.kubeProxyMetrics,
         hostnameOverride: host.name,
         ...(mode === "ipvs" ? { ipvs: { scheduler: "rr" } } : {}),
-    };
+    }, spec.node.kubeProxyExtraConfig);
 }
 
 export function renderKubeProxyConfig(spec: ClusterSpec, host: Host): string {
@@ -243,6 +254,12 @@ const PROXY_COMMANDS: Record<KubeProxyMode, { command: string; pkg: string }[]> 
     nftables: [{ command: "nft", pkg: "nftables" }],
     ipvs: [{ command: "ipset", pkg: "ipset" }],
     iptables: [],
+};
+
+/** The kernel config symbol of each module: a kernel with it built in (=y) has no module to load. */
+const KERNEL_CONFIG: Record<string, string> = {
+    overlay: "OVERLAY_FS", br_netfilter: "BRIDGE_NETFILTER", nf_tables: "NF_TABLES", nf_conntrack: "NF_CONNTRACK",
+    ip_vs: "IP_VS", ip_vs_rr: "IP_VS_RR", ip_vs_wrr: "IP_VS_WRR", ip_vs_sh: "IP_VS_SH", vxlan: "VXLAN", wireguard: "WIREGUARD",
 };
 
 /** Kernel modules a node needs: overlayfs for containerd, bridge netfilter, kube-proxy's and flannel's. */
@@ -308,9 +325,20 @@ export function renderPreflightScript(spec: ClusterSpec, host: Host, overrides: 
         "fi",
         "[ -z \"$swaps\" ] || fail \"swap is on (${swaps# })\" \"turn it off with swapoff -a and remove it from /etc/fstab so it stays off\"",
         "",
-        "# Kernel modules: loaded (or built in), else loadable now.",
-        `for m in ${modules.join(" ")}; do`,
-        "    [ -d \"$root/sys/module/$m\" ] || modprobe \"$m\" >/dev/null 2>&1 ||",
+        "# Kernel modules: loaded, built in (modules.builtin, or =y in /proc/config.gz: hosts and containers",
+        "# without /lib/modules), else loadable now.",
+        "kconfig= nl='\n'",
+        "[ -r \"$root/proc/config.gz\" ] && kconfig=$(gzip -dc <\"$root/proc/config.gz\" 2>/dev/null || true)",
+        "builtin=",
+        "release=",
+        "[ -r \"$root/proc/sys/kernel/osrelease\" ] && read -r release <\"$root/proc/sys/kernel/osrelease\"",
+        "[ -r \"$root/lib/modules/$release/modules.builtin\" ] && builtin=$(cat \"$root/lib/modules/$release/modules.builtin\")",
+        `for mc in ${modules.map((m) => `${m}:${KERNEL_CONFIG[m] ?? ""}`).join(" ")}; do`,
+        "    m=${mc%%:*} sym=${mc#*:}",
+        "    [ -d \"$root/sys/module/$m\" ] && continue",
+        "    case \"$builtin\" in */$m.ko*) continue ;; esac",
+        "    if [ -n \"$sym\" ]; then case \"$nl$kconfig$nl\" in *\"${nl}CONFIG_$sym=y$nl\"*) continue ;; esac; fi",
+        "    modprobe \"$m\" >/dev/null 2>&1 ||",
         `        fail "kernel module $m is not loaded and cannot be loaded" "install the kernel's modules package (${MODULES_LOAD_CONF} loads it at boot), or load it on the machine hosting this container"`,
         "done",
         "",

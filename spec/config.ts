@@ -1,3 +1,4 @@
+import { parse as parseYaml } from "yaml";
 // Raw stack config -> one validated ClusterSpec. Pure: no files, no network, no Pulumi engine.
 // Every problem is collected and reported at once, each naming its setting and the fix.
 import { NAMESPACE, Setting, SETTINGS, SettingKey } from "./settings";
@@ -165,6 +166,25 @@ function extraArgs(r: Reader, key: SettingKey): string[] {
         if (!/^--[A-Za-z0-9-]+(=.*)?$/.test(e)) r.problem(key, `${JSON.stringify(e)} must look like --flag=value`);
     }
     return list;
+}
+
+/** A YAML mapping merged over a rendered config file (kubeletExtraConfig, kubeProxyExtraConfig). */
+function extraConfig(r: Reader, key: SettingKey, kind: string): Record<string, unknown> {
+    const text = r.optionalString(key) ?? "";
+    if (!text) return {};
+    let value: unknown;
+    try {
+        value = parseYaml(text);
+    } catch (e) {
+        r.problem(key, `is not valid YAML (${(e as Error).message.split("\n")[0]}); give a mapping of ${kind} fields, e.g. "failCgroupV1: false"`);
+        return {};
+    }
+    if (value === null || typeof value !== "object" || Array.isArray(value)) {
+        r.problem(key, `must be a YAML mapping of ${kind} fields, e.g. "failCgroupV1: false"`);
+        return {};
+    }
+    for (const k of ["apiVersion", "kind"]) if (k in value) r.problem(key, `must not set ${k}: kubeha renders the ${kind} header`);
+    return value as Record<string, unknown>;
 }
 
 function registryMirrors(r: Reader): RegistryMirror[] {
@@ -377,6 +397,8 @@ export function loadClusterSpec(raw: RawConfig, opts: LoadOptions = {}): LoadRes
         registryMirrors: registryMirrors(r),
         maxPods: r.integer("maxPods", 10, 2500),
         masterTaint: r.boolean("masterTaint"),
+        kubeletExtraConfig: extraConfig(r, "kubeletExtraConfig", "KubeletConfiguration"),
+        kubeProxyExtraConfig: extraConfig(r, "kubeProxyExtraConfig", "KubeProxyConfiguration"),
     };
     // host-local hands out a node subnet minus its network, broadcast and gateway (cni0) addresses.
     const podAddresses = 2 ** (32 - podSubnetLength) - 3;

@@ -44,6 +44,8 @@ export const SETTINGS = {
     flannelMode: { type: "string", default: "etcd", description: "Where flannel keeps its network config and subnet leases: etcd (the masters' etcd, as the seed does) or kube-subnet-mgr (Node objects; needs mastersAreWorkers)." },
     flannelEtcdPrefix: { type: "string", default: "/kubernetes/network", description: "etcd key prefix of flannel's network config (<prefix>/config) and leases, with flannelMode=etcd." },
 
+    kubeletExtraConfig: { type: "string", default: "", description: 'YAML mapping merged over kubeha\'s KubeletConfiguration, e.g. "failCgroupV1: false" on hosts still on cgroup v1 (the lab).' },
+    kubeProxyExtraConfig: { type: "string", default: "", description: 'YAML mapping merged over kubeha\'s KubeProxyConfiguration, e.g. "conntrack: {maxPerCore: 0}" where /sys is read-only (containers).' },
     maxPods: { type: "integer", default: 110, description: "Most pods the kubelet runs on a node; they must fit the node's pod subnet (podSubnetLength)." },
     masterTaint: { type: "boolean", default: true, description: "Masters that are also workers register with the node-role.kubernetes.io/control-plane:NoSchedule taint." },
     sandboxImage: { type: "string", default: "registry.k8s.io/pause:3.10.1", description: "Pod sandbox (pause) image, pinned in containerd's config." },

@@ -68,6 +68,10 @@ export interface NodeSettings {
     maxPods: number;
     /** Masters that are workers register with node-role.kubernetes.io/control-plane:NoSchedule (default true). */
     masterTaint: boolean;
+    /** Fields merged over kubeha's KubeletConfiguration (deeply; yours win). Default none. */
+    kubeletExtraConfig: Record<string, unknown>;
+    /** Fields merged over kubeha's KubeProxyConfiguration (deeply; yours win). Default none. */
+    kubeProxyExtraConfig: Record<string, unknown>;
 }
 
 export interface AddonSettings {

@@ -139,7 +139,7 @@ describe("kubeha on lab hosts (real Pulumi engine, real binaries)", function () 
         const r = timed("destroy", () => lab("pulumi", "destroy", "--yes", "--skip-preview", "--suppress-progress"));
         assert.equal(r.status, 0, r.stdout + r.stderr);
         for (const h of [...MASTERS, "k8s-node01", "k8s-node02", ...LBS]) {
-            const left = ssh(h, "ls -d /etc/kubernetes /var/lib/etcd /var/lib/kubeha /usr/local/bin/kube* /usr/local/bin/etcd* /etc/systemd/system/etcd.service /etc/systemd/system/kube* /etc/keepalived/keepalived.conf /etc/kubeha 2>/dev/null; pgrep -l 'etcd|kube-|nginx|keepalived' || true");
+            const left = ssh(h, "ls -d /etc/kubernetes /var/lib/etcd /var/lib/kubeha /usr/local/bin/kube* /usr/local/bin/etcd* /etc/systemd/system/etcd.service /etc/systemd/system/kube-* /etc/systemd/system/kubelet.service /etc/systemd/system/flanneld.service /etc/systemd/system/containerd.service /etc/systemd/system/kubeha-apiserver-lb.service /etc/keepalived/keepalived.conf /etc/kubeha 2>/dev/null; pgrep -l 'etcd|kube-|nginx|keepalived' || true");
             assert.equal(left.stdout.trim(), "", `${h} still has: ${left.stdout}`);
         }
     });

@@ -251,6 +251,18 @@ describe("node rendering", () => {
             }
             assert.equal(execArgs(renderKubeProxyUnit()).get("config"), KUBE_PROXY_CONFIG);
         });
+
+        it("merges kubeProxyExtraConfig and kubeletExtraConfig over kubeha's fields, deeply", () => {
+            const s = specOf(HA_RAW, { kubeProxyExtraConfig: "conntrack:\n  maxPerCore: 0\nclusterCIDR: 10.0.0.0/8", kubeletExtraConfig: "failCgroupV1: false\nauthentication:\n  webhook:\n    cacheTTL: 30s" });
+            const p = parseYaml(renderKubeProxyConfig(s, worker));
+            assert.deepEqual(p.conntrack, { maxPerCore: 0 });
+            assert.equal(p.clusterCIDR, "10.0.0.0/8", "the stack's value wins");
+            assert.equal(p.mode, "nftables", "kubeha's other fields stay");
+            const k = parseYaml(renderKubeletConfig(s, worker));
+            assert.equal(k.failCgroupV1, false);
+            assert.deepEqual(k.authentication.webhook, { enabled: true, cacheTTL: "30s" }, "nested mappings merge");
+            assert.equal(k.authentication.anonymous.enabled, false);
+        });
     });
 
     describe("kernel settings", () => {
@@ -430,7 +442,7 @@ describe("node preflight script (run with /bin/sh against a fake host)", () => {
 
     it("checks what the chosen kube-proxy mode needs", () => {
         const nft = renderPreflightScript(specOf(HA_RAW), host);
-        assert.match(nft, /for m in overlay br_netfilter nf_tables vxlan; do/);
+        assert.match(nft, /for mc in overlay:OVERLAY_FS br_netfilter:BRIDGE_NETFILTER nf_tables:NF_TABLES vxlan:VXLAN; do/);
         assert.match(nft, /nft:nftables/);
         assert.doesNotMatch(nft, /ipset|ip_vs/);
     });

@@ -1,0 +1,42 @@
+// Addons: CoreDNS, metrics-server and Headlamp, applied through the API (server-side apply from
+// the first master) once the nodes are Ready. Images and the list of add-ons are stack config.
+import * as pulumi from "@pulumi/pulumi";
+import { ClusterSpec } from "../spec/types";
+import { runScript, sha256 } from "../host/remote";
+import { AddonName, renderAddonManifests } from "../render/addons";
+import { BIN_DIR, KUBECONFIG } from "../render/paths";
+import { HostContexts } from "./context";
+
+export interface AddonsArgs {
+    spec: ClusterSpec;
+    hosts: HostContexts;
+    /** The nodes the add-ons run on are Ready. */
+    nodesReady: pulumi.Resource[];
+}
+
+export function addonManifests(spec: ClusterSpec): { name: string; yaml: string }[] {
+    return renderAddonManifests({
+        clusterDns: spec.network.clusterDns,
+        clusterDomain: spec.network.clusterDomain,
+        images: spec.addons.images,
+        enabled: spec.addons.enabled as AddonName[],
+    });
+}
+
+export class Addons extends pulumi.ComponentResource {
+    readonly applied: pulumi.Resource[];
+
+    constructor(name: string, args: AddonsArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("kubeha:addons:Addons", name, {}, opts);
+        const { spec, hosts } = args;
+        const first = hosts[spec.masters[0].name];
+        const kubectl = `${BIN_DIR}/kubectl --kubeconfig=${KUBECONFIG.admin} --server=https://127.0.0.1:${spec.ports.apiserver} --request-timeout=30s`;
+        // One resource per add-on: a changed image re-applies only that add-on.
+        this.applied = addonManifests(spec).map((m) => runScript(`${name}-${m.name}`, first.target, {
+            script: `${kubectl} apply --server-side --force-conflicts --field-manager=kubeha -f - >/dev/null\necho "applied ${m.name}"`,
+            stdin: m.yaml,
+            rerunOn: [sha256(m.yaml)],
+        }, { parent: this, dependsOn: args.nodesReady }));
+        this.registerOutputs({});
+    }
+}
