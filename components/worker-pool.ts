@@ -6,7 +6,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { ClusterSpec, Host } from "../spec/types";
 import { ArtifactKey, artifactsFor } from "../spec/artifacts";
-import { digestOf, filesDigest, installArtifact, putFiles, runScript, sha256, shellQuote, systemdService, waitHealthy } from "../host/remote";
+import { digestOf, filesDigest, importImages, installArtifact, putFiles, runScript, sha256, shellQuote, systemdService, waitHealthy } from "../host/remote";
 import {
     NODE, nodeCommands, nodeHosts, registryHostsPath, renderContainerdConfig, renderContainerdUnit,
     renderKubeletConfig, renderKubeletUnit, renderKubeProxyConfig, renderKubeProxyUnit, renderModulesLoad, renderPreflightScript,
@@ -141,6 +141,10 @@ export class WorkerPool extends pulumi.ComponentResource {
                 what: "containerd", check: `${BIN_DIR}/ctr version >/dev/null`, timeoutSeconds: 60, rerunOn: [],
             }, after(containerd));
 
+            // Preloaded images (air-gapped sites): in containerd before the kubelet asks for them.
+            const images = spec.node.imageArchives.length > 0
+                ? [importImages(res("images"), ctx.target, spec.node.imageArchives, `${BIN_DIR}/ctr`, after(containerdReady))] : [];
+
             // 4. kubelet: TLS bootstrapping from the bootstrap kubeconfig, then its own rotated certificates.
             const kubeletConfig = renderKubeletConfig(spec, n);
             const kubeletConfigFile = putFiles(res("kubelet-config"), ctx.target, [{ path: KUBELET_CONFIG, content: kubeletConfig, mode: "0644", secret: false }], after(ctx.base));
@@ -151,7 +155,7 @@ export class WorkerPool extends pulumi.ComponentResource {
                 unit: NODE.kubeletUnit, content: kubeletUnit, inputs: [kubeletDigest],
                 cleanupOnDelete: UNMOUNT_UNDER(KUBELET_DIR),
                 removeOnDelete: [KUBELET_DIR, KUBELET_KUBECONFIG],
-            }, after(containerdReady, kubeletConfigFile, ctx.pkiFiles, args.networkReady[n.name], ...installs, ...args.apiReady));
+            }, after(containerdReady, ...images, kubeletConfigFile, ctx.pkiFiles, args.networkReady[n.name], ...installs, ...args.apiReady));
             const kubeletHealthy = waitHealthy(res("kubelet-healthy"), ctx.target, {
                 what: "kubelet", check: `curl -fsS --max-time 3 ${NODE.kubeletHealthz} >/dev/null`, timeoutSeconds: 120, rerunOn: [kubeletDigest],
             }, after(kubelet));

@@ -225,6 +225,53 @@ export function installArtifact(name: string, target: HostTarget, artifact: Arti
     }, { parent: opts.parent, dependsOn });
 }
 
+/** sha256 of a file on the machine running pulumi, read once; a clear error names the setting. */
+function localDigest(path: string, setting: string): string {
+    if (!localDigests.has(path)) {
+        try {
+            localDigests.set(path, sha256(readFileSync(path)));
+        } catch (e) {
+            throw new Error(`kubeha:${setting}: ${path} cannot be read (${(e as Error).message})`, { cause: e });
+        }
+    }
+    return localDigests.get(path)!;
+}
+
+/**
+ * The script importing uploaded image archives into containerd's k8s.io namespace: each checked
+ * against its local sha256, imported once (a marker per digest), and its upload removed.
+ */
+export function imageImportScript(hostName: string, ctr: string, archives: { upload: string; sha256: string }[]): string {
+    return [`mkdir -p ${STATE_DIR}/images`, ...archives.map((a) => {
+        const up = shellQuote(a.upload);
+        const marker = `${STATE_DIR}/images/${a.sha256}`;
+        return [
+            `if [ -e ${marker} ]; then rm -f ${up}`,
+            `elif echo "${a.sha256}  "${up} | sha256sum -c --status 2>/dev/null; then`,
+            `  ${ctr} -n k8s.io images import ${up} >/dev/null && touch ${marker} && rm -f ${up} && echo "imported ${a.upload.replace(/^.*\//, "")}"`,
+            `else echo "${hostName}: the upload ${a.upload} is missing or does not match sha256 ${a.sha256}; run pulumi up again (it re-uploads)" >&2; exit 1`,
+            "fi",
+        ].join("\n");
+    })].join("\n");
+}
+
+/** Uploads image archives from the machine running pulumi and imports them into containerd. */
+export function importImages(name: string, target: HostTarget, archives: string[], ctr: string,
+    opts: { parent: pulumi.Resource; dependsOn?: pulumi.Resource[] }): command.remote.Command {
+    const uploads = archives.map((path) => {
+        const local = expandHome(path);
+        return { local, upload: `${UPLOAD_DIR}/images/${local.replace(/^.*\//, "")}`, sha256: localDigest(local, "imageArchives") };
+    });
+    const copies = uploads.map((u) => new command.remote.CopyToRemote(`${name}-upload-${u.upload.replace(/^.*\//, "")}`, {
+        connection: target.connection, source: new pulumi.asset.FileAsset(u.local), remotePath: u.upload,
+    }, { parent: opts.parent, dependsOn: opts.dependsOn }));
+    const create = wrapWithInputs(target, imageImportScript(target.host.name, ctr, uploads), uploads.map((u) => u.sha256));
+    return new command.remote.Command(name, {
+        connection: target.connection, create, update: create,
+        delete: wrap(target, `rm -rf ${STATE_DIR}/images`),
+    }, { parent: opts.parent, dependsOn: [...(opts.dependsOn ?? []), ...copies] });
+}
+
 export interface UnitArgs {
     unit: string;
     content: string;

@@ -168,6 +168,18 @@ function extraArgs(r: Reader, key: SettingKey): string[] {
     return list;
 }
 
+function imageArchives(r: Reader): string[] {
+    const list = r.list("imageArchives");
+    const names = new Set<string>();
+    for (const p of list) {
+        const base = p.replace(/^.*\//, "");
+        if (!/\.tar$/.test(base)) r.problem("imageArchives", `${JSON.stringify(p)} must be a .tar image archive (docker save or OCI layout)`);
+        if (names.has(base)) r.problem("imageArchives", `two archives are named ${base}; give them distinct file names`);
+        names.add(base);
+    }
+    return list;
+}
+
 /** A YAML mapping merged over a rendered config file (kubeletExtraConfig, kubeProxyExtraConfig). */
 function extraConfig(r: Reader, key: SettingKey, kind: string): Record<string, unknown> {
     const text = r.optionalString(key) ?? "";
@@ -397,6 +409,7 @@ export function loadClusterSpec(raw: RawConfig, opts: LoadOptions = {}): LoadRes
         registryMirrors: registryMirrors(r),
         maxPods: r.integer("maxPods", 10, 2500),
         masterTaint: r.boolean("masterTaint"),
+        imageArchives: imageArchives(r),
         kubeletExtraConfig: extraConfig(r, "kubeletExtraConfig", "KubeletConfiguration"),
         kubeProxyExtraConfig: extraConfig(r, "kubeProxyExtraConfig", "KubeProxyConfiguration"),
     };

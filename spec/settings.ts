@@ -44,6 +44,7 @@ export const SETTINGS = {
     flannelMode: { type: "string", default: "etcd", description: "Where flannel keeps its network config and subnet leases: etcd (the masters' etcd, as the seed does) or kube-subnet-mgr (Node objects; needs mastersAreWorkers)." },
     flannelEtcdPrefix: { type: "string", default: "/kubernetes/network", description: "etcd key prefix of flannel's network config (<prefix>/config) and leases, with flannelMode=etcd." },
 
+    imageArchives: { type: "array", default: [], description: "Container image archives (docker save or OCI layout .tar) on the machine running pulumi, uploaded to every node and imported into containerd before kubelet starts: air-gapped sites preload the sandbox and add-on images this way." },
     kubeletExtraConfig: { type: "string", default: "", description: 'YAML mapping merged over kubeha\'s KubeletConfiguration, e.g. "failCgroupV1: false" on hosts still on cgroup v1 (the lab).' },
     kubeProxyExtraConfig: { type: "string", default: "", description: 'YAML mapping merged over kubeha\'s KubeProxyConfiguration, e.g. "conntrack: {maxPerCore: 0}" where /sys is read-only (containers).' },
     maxPods: { type: "integer", default: 110, description: "Most pods the kubelet runs on a node; they must fit the node's pod subnet (podSubnetLength)." },

@@ -68,6 +68,8 @@ export interface NodeSettings {
     maxPods: number;
     /** Masters that are workers register with node-role.kubernetes.io/control-plane:NoSchedule (default true). */
     masterTaint: boolean;
+    /** Image archives (paths on the machine running pulumi) imported into every node's containerd. */
+    imageArchives: string[];
     /** Fields merged over kubeha's KubeletConfiguration (deeply; yours win). Default none. */
     kubeletExtraConfig: Record<string, unknown>;
     /** Fields merged over kubeha's KubeProxyConfiguration (deeply; yours win). Default none. */

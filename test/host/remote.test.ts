@@ -5,7 +5,7 @@ import { createHash } from "node:crypto";
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { artifactInstallScript, encodeFiles, filesDigest, healthScript, HostTarget, shellQuote, wrap, WRITE_FILES } from "../../host/remote";
+import { artifactInstallScript, encodeFiles, imageImportScript, filesDigest, healthScript, HostTarget, shellQuote, wrap, WRITE_FILES } from "../../host/remote";
 import { HostFile } from "../../render/types";
 import { Artifact } from "../../spec/artifacts";
 
@@ -126,6 +126,30 @@ describe("host primitives (scripts run with /bin/sh)", () => {
             assert.notEqual(bad.status, 0);
             assert.match(bad.stderr, new RegExp(`m1: the upload ${up}/etcdctl is missing or does not match sha256 f{64}`));
             assert.equal(execFileSync(`${dir}/bin/etcdctl`).toString(), "etcdctl\n", "the installed file is kept");
+        });
+
+        it("imports an uploaded image archive once, only when it matches its sha256", () => {
+            const ctr = `${dir}/ctr`;
+            writeFileSync(ctr, `#!/bin/sh\nprintf "%s\\n" "$*" >>${dir}/ctr.log\n`);
+            chmodSync(ctr, 0o755);
+            mkdirSync(`${dir}/up`);
+            writeFileSync(`${dir}/up/pause.tar`, "archive bytes");
+            const sum = createHash("sha256").update("archive bytes").digest("hex");
+            // The state dir is /var/lib/kubeha on a host; here the script's markers go there too, so run as a sandboxed copy.
+            const script = imageImportScript("w1", ctr, [{ upload: `${dir}/up/pause.tar`, sha256: sum }]).replaceAll("/var/lib/kubeha", `${dir}/state`);
+            const first = run(script);
+            assert.equal(first.status, 0, first.stderr);
+            assert.equal(first.stdout, "imported pause.tar\n");
+            assert.equal(readFileSync(`${dir}/ctr.log`, "utf8"), `-n k8s.io images import ${dir}/up/pause.tar\n`);
+            assert.throws(() => statSync(`${dir}/up/pause.tar`), "the upload is removed once imported");
+            const again = run(script);
+            assert.equal(again.status, 0, again.stderr);
+            assert.equal(readFileSync(`${dir}/ctr.log`, "utf8").split("\n").length, 2, "not imported twice");
+
+            writeFileSync(`${dir}/up/other.tar`, "tampered");
+            const bad = run(imageImportScript("w1", ctr, [{ upload: `${dir}/up/other.tar`, sha256: "e".repeat(64) }]).replaceAll("/var/lib/kubeha", `${dir}/state`));
+            assert.notEqual(bad.status, 0);
+            assert.match(bad.stderr, /w1: the upload .*other.tar is missing or does not match sha256 e{64}/);
         });
 
         it("refuses to build a download without a checksum", () => {
