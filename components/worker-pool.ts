@@ -134,7 +134,10 @@ export class WorkerPool extends pulumi.ComponentResource {
             const containerd = systemdService(res("containerd"), ctx.target, {
                 unit: NODE.containerdUnit, content: containerdUnit,
                 inputs: [filesDigest(containerdFiles.filter((f) => f.path !== CNI_CONFLIST)), version("containerd"), version("runc")],
-                cleanupOnDelete: ["pkill -f containerd-shim-runc-v2 2>/dev/null || true", "sleep 1", UNMOUNT_UNDER("/run/containerd"), UNMOUNT_UNDER("/var/lib/containerd")].join("\n"),
+                // Pods outlive containerd (their shims keep them): stop them through their cgroups
+                // first, then the shims (matched by path, so the pattern never matches this script).
+                cleanupOnDelete: ["systemctl stop kubepods.slice 2>/dev/null || true", `pkill -f '^${BIN_DIR}/containerd-shim' 2>/dev/null || true`, "sleep 1",
+                    UNMOUNT_UNDER("/run/containerd"), UNMOUNT_UNDER("/var/lib/containerd")].join("\n"),
                 removeOnDelete: ["/var/lib/containerd", "/run/containerd", "/opt/containerd"],
             }, after(preflight, containerdConfig, ...installs));
             const containerdReady = waitHealthy(res("containerd-ready"), ctx.target, {
@@ -193,7 +196,8 @@ export class WorkerPool extends pulumi.ComponentResource {
         this.ready = Object.fromEntries(nodes.map((n) => {
             const scripts = nodeMembershipScripts(spec, n);
             return [n.name, runScript(`${name}-${n.name}-member`, first.target, { script: scripts.create, delete: scripts.delete, rerunOn: [] },
-                { ...child, dependsOn: [proxies[n.name], ...(this.servingCerts ? [this.servingCerts] : [])] })];
+                // Everything on the node depends on this: on removal the drain runs while kubelet still works.
+                { ...child, dependsOn: [kubelets[nodes.indexOf(n)], proxies[n.name], ...(this.servingCerts ? [this.servingCerts] : [])] })];
         }));
         this.registerOutputs({});
     }

@@ -197,6 +197,13 @@ export function localFileDigests(artifact: Artifact, localDir: string): Record<s
     }));
 }
 
+/** "/opt/cni/bin" -> ["/opt/cni/bin", "/opt/cni"]: the directories below /opt, deepest first. */
+export function optChain(dir: string): string[] {
+    const out: string[] = [];
+    for (let d = dir; d.startsWith("/opt/"); d = d.replace(/\/[^/]+$/, "")) out.push(d);
+    return out;
+}
+
 /** Installs the files of a release artifact: downloaded and checked against its sha256, or uploaded from a local directory. */
 export function installArtifact(name: string, target: HostTarget, artifact: Artifact, source: ClusterSpec["binarySource"],
     opts: { parent: pulumi.Resource; dependsOn?: pulumi.Resource[] }): command.remote.Command {
@@ -221,7 +228,9 @@ export function installArtifact(name: string, target: HostTarget, artifact: Arti
         connection: target.connection,
         create,
         update: create,
-        delete: wrap(target, `rm -f ${installed.map(shellQuote).join(" ")}`),
+        // A directory of kubeha's own under /opt (the CNI plugins') goes too once empty; never /usr/local/bin.
+        delete: wrap(target, [`rm -f ${installed.map(shellQuote).join(" ")}`,
+            ...(artifact.installDir.startsWith("/opt/") ? [`rmdir ${optChain(artifact.installDir).map(shellQuote).join(" ")} 2>/dev/null || true`] : [])].join("\n")),
     }, { parent: opts.parent, dependsOn });
 }
 
@@ -301,7 +310,8 @@ export function systemdService(name: string, target: HostTarget, args: UnitArgs,
         delete: wrap(target, [`systemctl disable --now ${units.map((u) => u.unit).join(" ")} 2>/dev/null || true`,
             `rm -f ${files.map((f) => f.path).join(" ")}`, "systemctl daemon-reload",
             ...(args.cleanupOnDelete ? [args.cleanupOnDelete] : []),
-            ...(args.removeOnDelete?.length ? [`rm -rf ${args.removeOnDelete.map(shellQuote).join(" ")}`,
+            // A mount point (a dedicated disk for /var/lib/containerd) is emptied, not removed.
+            ...(args.removeOnDelete?.length ? [`for p in ${args.removeOnDelete.map(shellQuote).join(" ")}; do if mountpoint -q "$p" 2>/dev/null; then find "$p" -mindepth 1 -maxdepth 1 -exec rm -rf {} +; else rm -rf "$p"; fi; done`,
                 // Parents kubeha created (e.g. /var/lib/etcd) go too once empty; a non-empty one stays.
                 `for d in ${[...new Set(args.removeOnDelete.map((p) => p.replace(/\/[^/]+\/?$/, "")))].filter(Boolean).map(shellQuote).join(" ")}; do rmdir -p --ignore-fail-on-non-empty "$d" 2>/dev/null || true; done`] : [])].join("\n")),
     }, opts);

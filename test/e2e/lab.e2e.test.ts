@@ -15,6 +15,8 @@ const KUBECTL = join(CACHE, "artifacts/current/kubectl");
 const timings: Record<string, number> = {};
 const MASTERS = ["k8s-master01", "k8s-master02", "k8s-master03"];
 const LBS = ["k8s-ha01", "k8s-ha02"];
+const WORKERS = ["k8s-node01", "k8s-node02"];
+const PROJECT = join(CACHE, "lab/project");
 const VIP = "198.18.0.10";
 
 function run(cmd: string, args: string[], opts: { quiet?: boolean; input?: string } = {}): SpawnSyncReturns<string> {
@@ -31,6 +33,15 @@ function timed<T>(phase: string, f: () => T): T {
 const lab = (...args: string[]) => run("bash", ["lab/run.sh", ...args]);
 const ssh = (host: string, cmd: string) => run("bash", ["lab/hosts.sh", "ssh", host, cmd]);
 const kubectl = (...args: string[]) => run(KUBECTL, ["--kubeconfig", KUBECONFIG, "--request-timeout=10s", ...args]);
+/** A copy of the lab stack's config with `edit` applied, for `--config-file` (Pulumi's `--config` would save to the stack). */
+function stackFileWith(name: string, edit: (yaml: string) => string): string {
+    const original = readFileSync(join(PROJECT, "Pulumi.lab.yaml"), "utf8");
+    const edited = edit(original);
+    assert.notEqual(edited, original, `${name}: the edit changes the stack config`);
+    const path = join(PROJECT, `Pulumi.lab-${name}.yaml`);
+    writeFileSync(path, edited);
+    return path;
+}
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 async function eventually(what: string, f: () => boolean, seconds = 60): Promise<void> {
     for (let i = 0; i < seconds; i++) {
@@ -93,6 +104,46 @@ describe("kubeha on lab hosts (real Pulumi engine, real binaries)", function () 
         assert.ok(!raw.stdout.includes("plain-value"));
     });
 
+    it("registers every worker Ready, with serving certificates approved for exactly that node", async () => {
+        await eventually("workers Ready", () => WORKERS.every((w) =>
+            kubectl("get", "node", w, "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}").stdout === "True"), 60);
+        const csrs = JSON.parse(kubectl("get", "csr", "-o", "json").stdout).items as { spec: { signerName: string; username: string }; status: { conditions?: { type: string }[] } }[];
+        for (const w of WORKERS) {
+            const serving = csrs.filter((c) => c.spec.signerName === "kubernetes.io/kubelet-serving" && c.spec.username === `system:node:${w}`);
+            assert.ok(serving.some((c) => c.status.conditions?.some((x) => x.type === "Approved")), `${w}: an approved serving CSR`);
+        }
+    });
+
+    it("reaches kubelets over TLS verified against the cluster CA (--kubelet-certificate-authority)", () => {
+        for (const w of WORKERS) {
+            const r = kubectl("get", "--raw", `/api/v1/nodes/${w}/proxy/healthz`);
+            assert.equal(r.status, 0, r.stderr);
+            assert.equal(r.stdout.trim(), "ok");
+        }
+        const cert = ssh(WORKERS[0], "openssl x509 -noout -issuer -ext subjectAltName -in /var/lib/kubelet/pki/kubelet-server-current.pem 2>&1 || cat /var/lib/kubelet/pki/kubelet-server-current.pem | head -1");
+        if (/subject Alternative Name/i.test(cert.stdout)) {
+            assert.match(cert.stdout, /issuer=CN\s*=\s*kubernetes-ca/);
+            assert.match(cert.stdout, new RegExp(`DNS:${WORKERS[0]}`));
+            assert.match(cert.stdout, /IP Address:198\.18\.0\.21/);
+        } else {
+            assert.match(cert.stdout, /BEGIN CERTIFICATE/, "the kubelet wrote its approved serving certificate");
+        }
+    });
+
+    it("gives every master and worker a flannel subnet lease from the pod CIDR in etcd", () => {
+        const r = ssh("k8s-master01", `${etcdctl} get --prefix --keys-only /kubernetes/network/subnets`);
+        assert.equal(r.status, 0, r.stderr);
+        const leases = r.stdout.split("\n").filter(Boolean);
+        assert.equal(leases.length, MASTERS.length + WORKERS.length, r.stdout);
+        for (const l of leases) assert.match(l, /^\/kubernetes\/network\/subnets\/172\.30\.\d+\.0-21$/);
+    });
+
+    it("applied the add-ons: CoreDNS behind the cluster DNS IP, metrics-server's APIService, Headlamp", () => {
+        assert.equal(kubectl("get", "svc", "-n", "kube-system", "kube-dns", "-o", "jsonpath={.spec.clusterIP}").stdout, "10.254.0.2");
+        for (const d of ["coredns", "metrics-server", "headlamp"]) assert.equal(kubectl("get", "deployment", "-n", "kube-system", d).status, 0, d);
+        assert.equal(kubectl("get", "apiservice", "v1beta1.metrics.k8s.io").status, 0);
+    });
+
     it("keeps the API reachable when keepalived stops on the VIP holder", async () => {
         const holder = LBS.find((h) => ssh(h, `ip -4 -o addr show | grep -q ' ${VIP}/'`).status === 0);
         assert.ok(holder, "one lb host holds the VIP");
@@ -128,18 +179,35 @@ describe("kubeha on lab hosts (real Pulumi engine, real binaries)", function () 
     });
 
     it("changing one setting previews changes to only the resources that use it", () => {
-        const r = lab("pulumi", "preview", "--json", "--config", "kubeha:etcdBackupRetention=5");
+        const alt = stackFileWith("retention", (y) => y.replace(/\nconfig:\n/, "\nconfig:\n  kubeha:etcdBackupRetention: 5\n"));
+        const r = lab("pulumi", "preview", "--json", "--config-file", alt);
         assert.equal(r.status, 0, r.stderr);
         const steps = (JSON.parse(r.stdout).steps ?? []) as { op: string; urn: string }[];
         const changed = steps.filter((s) => s.op !== "same").map((s) => s.urn.split("::").pop());
         assert.deepEqual(changed.sort(), MASTERS.map((m) => `kubernetes-etcd-${m}-etcd-backup-script`).sort(), JSON.stringify(changed));
     });
 
+    it("removing a worker from the config drains it, deletes its Node and cleans only that host; adding it back joins it", async () => {
+        const alt = stackFileWith("without-node02", (y) => y.replace(/\n\s+- k8s-node02=198\.18\.0\.22/, ""));
+        const before01 = ssh("k8s-node01", "systemctl show -p ActiveEnterTimestampMonotonic kubelet containerd flanneld kube-proxy").stdout;
+        const removed = timed("remove_worker", () => lab("pulumi", "up", "--yes", "--skip-preview", "--suppress-progress", "--config-file", alt));
+        assert.equal(removed.status, 0, removed.stdout + removed.stderr);
+        assert.match(kubectl("get", "node", "k8s-node02").stderr, /NotFound/);
+        const left = ssh("k8s-node02", "ls -d /var/lib/kubelet /etc/kubernetes /usr/local/bin/kubelet /etc/containerd 2>/dev/null; pgrep -l 'kubelet|containerd|flanneld|kube-proxy' || true");
+        assert.equal(left.stdout.trim(), "", `k8s-node02 still has: ${left.stdout}`);
+        assert.equal(ssh("k8s-node01", "systemctl show -p ActiveEnterTimestampMonotonic kubelet containerd flanneld kube-proxy").stdout, before01, "k8s-node01 was not restarted");
+
+        const added = timed("add_worker", () => lab("pulumi", "up", "--yes", "--skip-preview", "--suppress-progress"));
+        assert.equal(added.status, 0, added.stdout + added.stderr);
+        assert.equal(kubectl("get", "node", "k8s-node02", "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}").stdout, "True");
+        assert.equal(ssh("k8s-node01", "systemctl show -p ActiveEnterTimestampMonotonic kubelet containerd flanneld kube-proxy").stdout, before01, "k8s-node01 was not restarted");
+    });
+
     it("`pulumi destroy` leaves the hosts clean", () => {
         const r = timed("destroy", () => lab("pulumi", "destroy", "--yes", "--skip-preview", "--suppress-progress"));
         assert.equal(r.status, 0, r.stdout + r.stderr);
         for (const h of [...MASTERS, "k8s-node01", "k8s-node02", ...LBS]) {
-            const left = ssh(h, "ls -d /etc/kubernetes /var/lib/etcd /var/lib/kubeha /usr/local/bin/kube* /usr/local/bin/etcd* /etc/systemd/system/etcd.service /etc/systemd/system/kube-* /etc/systemd/system/kubelet.service /etc/systemd/system/flanneld.service /etc/systemd/system/containerd.service /etc/systemd/system/kubeha-apiserver-lb.service /etc/keepalived/keepalived.conf /etc/kubeha 2>/dev/null; pgrep -l 'etcd|kube-|nginx|keepalived' || true");
+            const left = ssh(h, "ls -d /etc/kubernetes /var/lib/etcd /var/lib/kubeha /usr/local/bin/kube* /usr/local/bin/etcd* /etc/systemd/system/etcd.service /etc/systemd/system/kube-* /etc/systemd/system/kubelet.service /etc/systemd/system/flanneld.service /etc/systemd/system/containerd.service /etc/systemd/system/kubeha-apiserver-lb.service /etc/keepalived/keepalived.conf /etc/kubeha /var/lib/kubelet /var/lib/kube-proxy /var/lib/containerd/* /etc/containerd /opt/cni /etc/cni /run/flannel /var/lib/kubeha-uploads /usr/local/lib/kubeha 2>/dev/null; ip -o link show | grep -E 'flannel|cni0' || true; pgrep -l 'etcd|kube|nginx|keepalived|containerd|flanneld' || true");
             assert.equal(left.stdout.trim(), "", `${h} still has: ${left.stdout}`);
         }
     });
