@@ -20,6 +20,7 @@ export function addonManifests(spec: ClusterSpec): { name: string; yaml: string 
         clusterDomain: spec.network.clusterDomain,
         images: spec.addons.images,
         enabled: spec.addons.enabled as AddonName[],
+        headlampAdmin: spec.addons.headlampAdmin,
     });
 }
 

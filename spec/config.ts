@@ -421,6 +421,7 @@ export function loadClusterSpec(raw: RawConfig, opts: LoadOptions = {}): LoadRes
     const addonSettings = {
         enabled: addons(r),
         images: { coredns: r.image("coreDnsImage"), metricsServer: r.image("metricsServerImage"), headlamp: r.image("headlampImage") },
+        headlampAdmin: r.boolean("headlampAdmin"),
     };
 
     // Ports: each in range, distinct on a host, clear of fixed ports and the NodePort range.

@@ -81,6 +81,8 @@ export interface AddonSettings {
     enabled: AddonName[];
     /** Full image references with a tag or digest. */
     images: { coredns: string; metricsServer: string; headlamp: string };
+    /** Render the headlamp-admin ServiceAccount + cluster-admin binding (default false). */
+    headlampAdmin: boolean;
 }
 
 export interface LoadBalancerSettings {

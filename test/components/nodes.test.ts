@@ -330,13 +330,9 @@ describe("nodes (mocks)", function () {
             }
         });
 
-        // Pending: components/worker-pool.ts gives the Ready gate (`-member`) direct dependencies on the
-        // node's kube-proxy gate and the shared serving-cert approval only. When one worker is removed,
-        // the approval stays (it is updated), so the engine no longer orders the member's delete (the
-        // drain) before the kubelet's: both land in the same round and the kubelet stops while its pods
-        // are being evicted (the drain then runs into its timeout). Enable once the member depends on
-        // the node's kubelet gate directly.
-        it.skip("when one worker is removed, the drain runs before its kubelet, runtime, network and proxy stop", () => {
+        // The Ready gate (`-member`) depends on the node's kubelet gate directly: when one worker is removed,
+        // the shared approval is only updated, so that direct edge is what orders the drain first.
+        it("when one worker is removed, the drain runs before its kubelet, runtime, network and proxy stop", () => {
             const rounds = grown.deleteRounds(diff(grown.rs, base.rs).removed);
             const member = `kubeha-nodes-${NEW.name}-member`;
             const early: string[] = [];

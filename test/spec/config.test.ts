@@ -51,6 +51,7 @@ describe("stack config -> ClusterSpec", () => {
                 metricsServer: "registry.k8s.io/metrics-server/metrics-server:v0.8.0",
                 headlamp: "ghcr.io/headlamp-k8s/headlamp:v0.38.0",
             },
+            headlampAdmin: false,
         });
         const s = specOf(HA_RAW, {
             containerRegistryMirrors: ["docker.io=https://m1.example, http://10.0.0.5:5000/v2", "reg.local:5000=https://m2.example"],
