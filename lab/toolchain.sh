@@ -3,7 +3,8 @@
 # package registries but no download sites):
 #   lab/toolchain.sh pulumi   Pulumi CLI + Node.js language host (+ provider plugins when obtainable)
 #   lab/toolchain.sh cluster  etcd, Kubernetes, flannel, CNI plugins, containerd, runc (linux/amd64)
-#   lab/toolchain.sh all      both
+#   lab/toolchain.sh images   pause, CoreDNS, metrics-server image archives (ctr images import)
+#   lab/toolchain.sh all      all three
 #   lab/toolchain.sh env      prints export lines: eval "$(lab/toolchain.sh env)"
 #   lab/toolchain.sh status   prints what is built
 # Everything goes to ${KUBEHA_CACHE:-$HOME/.cache/kubeha}; nothing is written into the repo.
@@ -33,6 +34,15 @@ CONTAINERD_VERSION=${CONTAINERD_VERSION:-v2.4.2}
 RUNC_VERSION=${RUNC_VERSION:-v1.5.3}
 # seccomp support in runc needs libseccomp (cgo); RUNC_SECCOMP=0 builds without it.
 RUNC_SECCOMP=${RUNC_SECCOMP:-1}
+
+# Container images the cluster pulls (no registry is reachable from the lab: they are built from
+# source and imported with `ctr -n k8s.io images import`). Each archive is tagged with the reference
+# the cluster asks for (kubeha's sandboxImage, coreDnsImage and metricsServerImage defaults).
+PAUSE_IMAGE=${PAUSE_IMAGE:-registry.k8s.io/pause:3.10.1}
+COREDNS_VERSION=${COREDNS_VERSION:-v1.13.1}
+COREDNS_IMAGE=${COREDNS_IMAGE:-registry.k8s.io/coredns/coredns:$COREDNS_VERSION}
+METRICS_SERVER_VERSION=${METRICS_SERVER_VERSION:-v0.8.0}
+METRICS_SERVER_IMAGE=${METRICS_SERVER_IMAGE:-registry.k8s.io/metrics-server/metrics-server:$METRICS_SERVER_VERSION}
 
 # ---- layout -----------------------------------------------------------------------------------
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -333,7 +343,7 @@ build_runc() {
 write_manifest() {
   (
     cd "$ART"
-    find . -type f ! -name SHA256SUMS ! -name versions.json ! -name build-info.json ! -path './.stamps/*' -printf '%P\n' | sort |
+    find . -type f ! -name SHA256SUMS ! -name versions.json ! -name build-info.json ! -path './.stamps/*' ! -path './images/*' -printf '%P\n' | sort |
       xargs sha256sum >SHA256SUMS
   )
   cat >"$ART/versions.json" <<EOF
@@ -389,6 +399,120 @@ do_cluster() {
   log "cluster: artifacts in $ART (current -> $SET)"
 }
 
+# ================================================================================================
+# Container images (linux/amd64): $ART/images/<name>.tar, for `ctr -n k8s.io images import`.
+# Built from source here: they stand in for the registry images the lab cannot pull.
+# ================================================================================================
+IMG=$ART/images
+LIBEXEC=$CACHE/toolchain/libexec
+
+# lab/toolchain/ociarchive: writes a one-binary image as an OCI layout tar (+ docker manifest.json)
+# tagged with the full reference (go-containerregistry builds the image, the tar is written by hand).
+build_ociarchive() {
+  mkdir -p "$LIBEXEC"
+  # go.sum is committed: -mod=readonly, nothing is written into the repo.
+  (cd "$TPL/ociarchive" && CGO_ENABLED=0 GOFLAGS=-mod=readonly gobuild -ldflags "-s -w" -o "$LIBEXEC/ociarchive" .)
+}
+
+# img_pack NAME REF BIN CREATED [ociarchive flags...]: $IMG/NAME.tar; logs time (since IMG_T0) and size.
+img_pack() {
+  local name=$1 ref=$2 bin=$3 created=$4; shift 4
+  mkdir -p "$IMG"
+  "${NICE[@]}" "$LIBEXEC/ociarchive" -ref "$ref" -bin "$bin" -created "$created" -out "$IMG/$name.tar" "$@" >/dev/null
+  log "image $name: $ref -> $IMG/$name.tar ($(du -h --apparent-size "$IMG/$name.tar" | cut -f1), binary $(du -h --apparent-size "$bin" | cut -f1)) in $(elapsed "$IMG_T0")"
+}
+
+# served MODULE VERSION (in a module dir): fails naming the versions the module proxy does serve.
+served() {
+  go list -m "$1@$2" >/dev/null 2>&1 && return 0
+  die "$1@$2 is not served by the Go module proxy here; it serves: $(go list -m -versions "$1" 2>/dev/null | cut -d' ' -f2- | tr ' ' '\n' | tail -8 | tr '\n' ' ')(set the version variable; the image tag follows it)"
+}
+# modhash MODULE VERSION: the commit a module version was made from, when the proxy tells it.
+modhash() { go mod download -json "$1@$2" 2>/dev/null | sed -n 's/.*"Hash": "\([0-9a-f]*\)".*/\1/p' | head -1; }
+
+PAUSE_BUILD="gcc -static -Os -s"
+build_img_pause() {
+  IMG_T0=$(now)
+  local d=$WORK/images/pause ver=${PAUSE_IMAGE##*:}
+  mkdir -p "$d"
+  # Our own pause (lab/toolchain/pause/pause.c), static; runs as 65535 like the upstream image.
+  "${NICE[@]}" $PAUSE_BUILD -Wall -Wextra -DPAUSE_VERSION="\"$ver\"" -o "$d/pause" "$TPL/pause/pause.c"
+  local created; created=$(git -C "$REPO" log -1 --format=%cI -- lab/toolchain/pause/pause.c 2>/dev/null || true)
+  img_pack pause "$PAUSE_IMAGE" "$d/pause" "$(date -u -d "${created:-@0}" +%Y-%m-%dT%H:%M:%SZ)" \
+    -user 65535:65535 -entrypoint /pause \
+    -label "org.opencontainers.image.source=kubeha lab/toolchain/pause/pause.c" \
+    -label "org.opencontainers.image.version=$ver" \
+    -label "org.opencontainers.image.description=kubeha lab build, not the official image"
+}
+
+build_img_coredns() {
+  IMG_T0=$(now)
+  local m=github.com/coredns/coredns d; d=$(wrapper coredns)
+  (
+    cd "$d"
+    served "$m" "$COREDNS_VERSION"
+    go mod edit -require="$m@$COREDNS_VERSION"
+    local commit; commit=$(modhash "$m" "$COREDNS_VERSION")
+    # as upstream's Makefile: CGO off, -s -w, coremain.GitCommit (the version is a constant in coremain)
+    CGO_ENABLED=0 gobuild -ldflags "-s -w -X $m/coremain.GitCommit=${commit:-$COREDNS_VERSION}" -o "$d/coredns" "$m"
+    # Upstream's image runs as nonroot (65532) and binds :53 through `setcap cap_net_bind_service=+ep`
+    # on /coredns: the archive carries the same file capability (security.capability xattr).
+    img_pack coredns "$COREDNS_IMAGE" "$d/coredns" "$(modtime "$m" "$COREDNS_VERSION")" \
+      -user 65532:65532 -entrypoint /coredns -cap net_bind_service \
+      -label "org.opencontainers.image.source=$m@$COREDNS_VERSION" \
+      -label "org.opencontainers.image.revision=$commit" \
+      -label "org.opencontainers.image.version=$COREDNS_VERSION" \
+      -label "org.opencontainers.image.description=kubeha lab build from source, not the official image"
+  )
+}
+
+build_img_metrics_server() {
+  IMG_T0=$(now)
+  local m=sigs.k8s.io/metrics-server d; d=$(wrapper metrics-server)
+  (
+    cd "$d"
+    served "$m" "$METRICS_SERVER_VERSION"
+    go mod edit -require="$m@$METRICS_SERVER_VERSION"
+    local date commit; date=$(modtime "$m" "$METRICS_SERVER_VERSION"); commit=$(modhash "$m" "$METRICS_SERVER_VERSION")
+    # as upstream's Makefile: CGO off, client-go's version variables
+    local p=k8s.io/client-go/pkg/version
+    local ld="-s -w -X $p.gitVersion=$METRICS_SERVER_VERSION -X $p.buildDate=${date:=1970-01-01T00:00:00Z}"
+    [[ -n $commit ]] && ld+=" -X $p.gitCommit=$commit"
+    CGO_ENABLED=0 gobuild -ldflags "$ld" -o "$d/metrics-server" "$m/cmd/metrics-server"
+    img_pack metrics-server "$METRICS_SERVER_IMAGE" "$d/metrics-server" "$date" \
+      -user 65534:65534 -entrypoint /metrics-server \
+      -label "org.opencontainers.image.source=$m@$METRICS_SERVER_VERSION" \
+      -label "org.opencontainers.image.version=$METRICS_SERVER_VERSION" \
+      -label "org.opencontainers.image.description=kubeha lab build from source, not the official image"
+  )
+}
+
+write_images_manifest() {
+  (cd "$IMG" && sha256sum pause.tar coredns.tar metrics-server.tar >SHA256SUMS)
+  cat >"$IMG/images.json" <<EOF
+{
+  "pause.tar": { "ref": "$PAUSE_IMAGE", "source": "lab/toolchain/pause/pause.c ($PAUSE_BUILD)" },
+  "coredns.tar": { "ref": "$COREDNS_IMAGE", "source": "github.com/coredns/coredns@$COREDNS_VERSION" },
+  "metrics-server.tar": { "ref": "$METRICS_SERVER_IMAGE", "source": "sigs.k8s.io/metrics-server/cmd/metrics-server@$METRICS_SERVER_VERSION" }
+}
+EOF
+}
+
+do_images() {
+  mkdir -p "$IMG" "$WORK"
+  local tool; tool=$(cat "$TPL/ociarchive/main.go" "$TPL/ociarchive/go.mod" "$TPL/ociarchive/go.sum" | sha)
+  step ociarchive "ociarchive src=$tool" build_ociarchive "$LIBEXEC/ociarchive"
+  local S=$STAMPS
+  STAMPS=$ART/.stamps
+  step image-pause "$PAUSE_IMAGE $PAUSE_BUILD src=$(sha <"$TPL/pause/pause.c") tool=$tool" build_img_pause "$IMG/pause.tar"
+  step image-coredns "$COREDNS_IMAGE coredns@$COREDNS_VERSION cap=net_bind_service tool=$tool" build_img_coredns "$IMG/coredns.tar"
+  step image-metrics-server "$METRICS_SERVER_IMAGE metrics-server@$METRICS_SERVER_VERSION tool=$tool" \
+    build_img_metrics_server "$IMG/metrics-server.tar"
+  STAMPS=$S
+  write_images_manifest
+  log "images: in $IMG; on a node: ctr -n k8s.io images import <file>"
+}
+
 do_env() {
   cat <<EOF
 export PATH="$TBIN:\$PATH"
@@ -404,6 +528,7 @@ do_status() {
   ls -l "$TBIN" 2>/dev/null || true
   [[ -x $TBIN/pulumi ]] && PULUMI_HOME=$PHOME "$TBIN/pulumi" plugin ls 2>/dev/null || true
   [[ -e $ART_ROOT/current ]] && { echo "artifacts: $(readlink "$ART_ROOT/current")"; cat "$ART_ROOT/current/versions.json"; }
+  [[ -f $ART_ROOT/current/images/images.json ]] && { echo "images: $ART_ROOT/current/images"; cat "$ART_ROOT/current/images/images.json"; }
   du -sh "$CACHE" 2>/dev/null || true
 }
 
@@ -412,10 +537,11 @@ main() {
   case $cmd in
     pulumi) T0=$(now); do_pulumi; log "pulumi: total $(elapsed "$T0")" ;;
     cluster) T0=$(now); do_cluster; log "cluster: total $(elapsed "$T0")" ;;
-    all) T0=$(now); do_pulumi; do_cluster; log "all: total $(elapsed "$T0")" ;;
+    images) T0=$(now); do_images; log "images: total $(elapsed "$T0")" ;;
+    all) T0=$(now); do_pulumi; do_cluster; do_images; log "all: total $(elapsed "$T0")" ;;
     env) do_env ;;
     status) do_status ;;
-    *) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+    *) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
   esac
 }
 main "$@"
