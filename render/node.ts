@@ -45,7 +45,7 @@ function cniBinDirKey(containerdVersion: string): { bin_dir: string } | { bin_di
 
 /** containerd 2.x config (version 3): only what kubeha changes from containerd's defaults. */
 export function containerdConfig(spec: ClusterSpec): Record<string, unknown> {
-    return {
+    return mergeConfig({
         version: 3,
         grpc: { address: CONTAINERD_SOCKET },
         plugins: {
@@ -68,7 +68,7 @@ export function containerdConfig(spec: ClusterSpec): Record<string, unknown> {
                 cni: { ...cniBinDirKey(spec.versions.containerd), conf_dir: CNI_CONF_DIR, max_conf_num: 1 },
             },
         },
-    };
+    }, spec.node.containerdExtraConfig);
 }
 
 export function renderContainerdConfig(spec: ClusterSpec): string {

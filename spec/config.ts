@@ -1,3 +1,4 @@
+import { parse as parseToml } from "smol-toml";
 import { parse as parseYaml } from "yaml";
 // Raw stack config -> one validated ClusterSpec. Pure: no files, no network, no Pulumi engine.
 // Every problem is collected and reported at once, each naming its setting and the fix.
@@ -178,6 +179,20 @@ function imageArchives(r: Reader): string[] {
         names.add(base);
     }
     return list;
+}
+
+/** TOML tables merged over containerd's config.toml. */
+function extraToml(r: Reader, key: SettingKey): Record<string, unknown> {
+    const text = r.optionalString(key) ?? "";
+    if (!text) return {};
+    try {
+        const value = parseToml(text);
+        if ("version" in value) r.problem(key, "must not set version: kubeha renders containerd's config version 3");
+        return value;
+    } catch (e) {
+        r.problem(key, `is not valid TOML (${(e as Error).message.split("\n")[0]}); give tables such as "[plugins.'io.containerd.cri.v1.runtime']" with their keys`);
+        return {};
+    }
 }
 
 /** A YAML mapping merged over a rendered config file (kubeletExtraConfig, kubeProxyExtraConfig). */
@@ -410,6 +425,7 @@ export function loadClusterSpec(raw: RawConfig, opts: LoadOptions = {}): LoadRes
         maxPods: r.integer("maxPods", 10, 2500),
         masterTaint: r.boolean("masterTaint"),
         imageArchives: imageArchives(r),
+        containerdExtraConfig: extraToml(r, "containerdExtraConfig"),
         kubeletExtraConfig: extraConfig(r, "kubeletExtraConfig", "KubeletConfiguration"),
         kubeProxyExtraConfig: extraConfig(r, "kubeProxyExtraConfig", "KubeProxyConfiguration"),
     };

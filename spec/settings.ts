@@ -45,6 +45,7 @@ export const SETTINGS = {
     flannelEtcdPrefix: { type: "string", default: "/kubernetes/network", description: "etcd key prefix of flannel's network config (<prefix>/config) and leases, with flannelMode=etcd." },
 
     imageArchives: { type: "array", default: [], description: "Container image archives (docker save or OCI layout .tar) on the machine running pulumi, uploaded to every node and imported into containerd before kubelet starts: air-gapped sites preload the sandbox and add-on images this way." },
+    containerdExtraConfig: { type: "string", default: "", description: "TOML merged over kubeha's containerd config.toml (a YAML block scalar), e.g. restrict_oom_score_adj = true under [plugins.'io.containerd.cri.v1.runtime'] inside containers (the lab)." },
     kubeletExtraConfig: { type: "string", default: "", description: 'YAML mapping merged over kubeha\'s KubeletConfiguration, e.g. "failCgroupV1: false" on hosts still on cgroup v1 (the lab).' },
     kubeProxyExtraConfig: { type: "string", default: "", description: 'YAML mapping merged over kubeha\'s KubeProxyConfiguration, e.g. "conntrack: {maxPerCore: 0}" where /sys is read-only (containers).' },
     maxPods: { type: "integer", default: 110, description: "Most pods the kubelet runs on a node; they must fit the node's pod subnet (podSubnetLength)." },

@@ -70,6 +70,8 @@ export interface NodeSettings {
     masterTaint: boolean;
     /** Image archives (paths on the machine running pulumi) imported into every node's containerd. */
     imageArchives: string[];
+    /** Tables merged over kubeha's containerd config.toml (deeply; yours win). Default none. */
+    containerdExtraConfig: Record<string, unknown>;
     /** Fields merged over kubeha's KubeletConfiguration (deeply; yours win). Default none. */
     kubeletExtraConfig: Record<string, unknown>;
     /** Fields merged over kubeha's KubeProxyConfiguration (deeply; yours win). Default none. */

@@ -144,6 +144,25 @@ describe("kubeha on lab hosts (real Pulumi engine, real binaries)", function () 
         assert.equal(kubectl("get", "apiservice", "v1beta1.metrics.k8s.io").status, 0);
     });
 
+    it("runs pods: CoreDNS answers cluster names at the cluster DNS IP on every node (Service VIP, pod network across nodes)", async () => {
+        await eventually("CoreDNS available", () => kubectl("get", "deployment", "-n", "kube-system", "coredns", "-o", "jsonpath={.status.availableReplicas}").stdout === "2", 180);
+        for (const w of WORKERS) {
+            // getent through a resolv.conf naming only the cluster DNS Service, in a private mount namespace.
+            const r = ssh(w, "printf 'nameserver 10.254.0.2\\n' >/run/e2e-resolv.conf && unshare -m sh -c 'mount --bind /run/e2e-resolv.conf /etc/resolv.conf && getent ahostsv4 kubernetes.default.svc.cluster.local'");
+            assert.equal(r.status, 0, r.stdout + r.stderr);
+            assert.match(r.stdout, /^10\.254\.0\.1\s/m, `${w}: kubernetes.default resolves to the first service IP`);
+        }
+    });
+
+    it("serves resource metrics through metrics-server, which verifies the kubelets' serving certificates", async () => {
+        await eventually("kubectl top nodes", () => {
+            const r = kubectl("top", "nodes", "--no-headers");
+            return r.status === 0 && WORKERS.every((w) => new RegExp(`^${w}\\s+\\d+m`, "m").test(r.stdout));
+        }, 180);
+        const args = kubectl("get", "deployment", "-n", "kube-system", "metrics-server", "-o", "jsonpath={.spec.template.spec.containers[0].args}").stdout;
+        assert.doesNotMatch(args, /kubelet-insecure-tls/);
+    });
+
     it("keeps the API reachable when keepalived stops on the VIP holder", async () => {
         const holder = LBS.find((h) => ssh(h, `ip -4 -o addr show | grep -q ' ${VIP}/'`).status === 0);
         assert.ok(holder, "one lb host holds the VIP");

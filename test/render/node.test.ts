@@ -252,6 +252,14 @@ describe("node rendering", () => {
             assert.equal(execArgs(renderKubeProxyUnit()).get("config"), KUBE_PROXY_CONFIG);
         });
 
+        it("merges containerdExtraConfig over kubeha's containerd config, keeping its other keys", () => {
+            const s = specOf(HA_RAW, { containerdExtraConfig: "[plugins.'io.containerd.cri.v1.runtime']\nrestrict_oom_score_adj = true" });
+            const c = parseToml(renderContainerdConfig(s)) as { plugins: Record<string, Record<string, unknown>> };
+            const runtime = c.plugins["io.containerd.cri.v1.runtime"];
+            assert.equal(runtime.restrict_oom_score_adj, true);
+            assert.equal((runtime.containerd as { default_runtime_name: string }).default_runtime_name, "runc");
+        });
+
         it("merges kubeProxyExtraConfig and kubeletExtraConfig over kubeha's fields, deeply", () => {
             const s = specOf(HA_RAW, { kubeProxyExtraConfig: "conntrack:\n  maxPerCore: 0\nclusterCIDR: 10.0.0.0/8", kubeletExtraConfig: "failCgroupV1: false\nauthentication:\n  webhook:\n    cacheTTL: 30s" });
             const p = parseYaml(renderKubeProxyConfig(s, worker));

@@ -41,7 +41,7 @@ describe("stack config -> ClusterSpec", () => {
 
     it("reads node, flannel and add-on settings, with their defaults", () => {
         const d = specOf(HA_RAW);
-        assert.deepEqual(d.node, { sandboxImage: "registry.k8s.io/pause:3.10.1", registryMirrors: [], maxPods: 110, masterTaint: true, imageArchives: [], kubeletExtraConfig: {}, kubeProxyExtraConfig: {} });
+        assert.deepEqual(d.node, { sandboxImage: "registry.k8s.io/pause:3.10.1", registryMirrors: [], maxPods: 110, masterTaint: true, imageArchives: [], containerdExtraConfig: {}, kubeletExtraConfig: {}, kubeProxyExtraConfig: {} });
         assert.equal(d.network.flannelMode, "etcd");
         assert.equal(d.network.flannelEtcdPrefix, "/kubernetes/network");
         assert.deepEqual(d.addons, {
@@ -121,6 +121,8 @@ describe("stack config -> ClusterSpec", () => {
         ["maxPods out of range", { maxPods: 5 }, /kubeha:maxPods: must be between 10 and 2500, got 5/],
         ["image archive not a tar", { imageArchives: ["/srv/images/pause.tgz"] }, /kubeha:imageArchives: "\/srv\/images\/pause.tgz" must be a .tar image archive/],
         ["image archives with one name", { imageArchives: ["/a/pause.tar", "/b/pause.tar"] }, /kubeha:imageArchives: two archives are named pause.tar; give them distinct file names/],
+        ["containerd extra config not TOML", { containerdExtraConfig: "[plugins" }, /kubeha:containerdExtraConfig: is not valid TOML .*; give tables such as/],
+        ["containerd extra config replacing the version", { containerdExtraConfig: "version = 2" }, /kubeha:containerdExtraConfig: must not set version: kubeha renders containerd's config version 3/],
         ["kubelet extra config not YAML", { kubeletExtraConfig: "a: [" }, /kubeha:kubeletExtraConfig: is not valid YAML .*; give a mapping of KubeletConfiguration fields/],
         ["kube-proxy extra config not a mapping", { kubeProxyExtraConfig: "- a" }, /kubeha:kubeProxyExtraConfig: must be a YAML mapping of KubeProxyConfiguration fields/],
         ["extra config replacing the header", { kubeletExtraConfig: "kind: Pod" }, /kubeha:kubeletExtraConfig: must not set kind: kubeha renders the KubeletConfiguration header/],
