@@ -21,6 +21,7 @@ export function addonManifests(spec: ClusterSpec): { name: string; yaml: string 
         images: spec.addons.images,
         enabled: spec.addons.enabled as AddonName[],
         headlampAdmin: spec.addons.headlampAdmin,
+        ...(spec.addons.upstreamDns.length ? { upstreamDns: spec.addons.upstreamDns } : {}),
     });
 }
 

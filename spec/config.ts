@@ -1,3 +1,4 @@
+import { validateAddonParams } from "../render/addons";
 import { parse as parseToml } from "smol-toml";
 import { parse as parseYaml } from "yaml";
 // Raw stack config -> one validated ClusterSpec. Pure: no files, no network, no Pulumi engine.
@@ -178,6 +179,15 @@ function imageArchives(r: Reader): string[] {
         if (names.has(base)) r.problem("imageArchives", `two archives are named ${base}; give them distinct file names`);
         names.add(base);
     }
+    return list;
+}
+
+/** CoreDNS upstreams, checked by the add-on renderer's own rules. */
+function upstreamDns(r: Reader): string[] {
+    const list = r.list("upstreamDns");
+    const problems = validateAddonParams({ clusterDns: "10.0.0.10", clusterDomain: "cluster.local", enabled: ["coredns"], upstreamDns: list,
+        images: { coredns: "x/coredns:1", metricsServer: "x/m:1", headlamp: "x/h:1" } });
+    for (const p of problems) if (p.startsWith("upstreamDns: ")) r.problem("upstreamDns", p.slice("upstreamDns: ".length));
     return list;
 }
 
@@ -437,6 +447,7 @@ export function loadClusterSpec(raw: RawConfig, opts: LoadOptions = {}): LoadRes
     const addonSettings = {
         enabled: addons(r),
         images: { coredns: r.image("coreDnsImage"), metricsServer: r.image("metricsServerImage"), headlamp: r.image("headlampImage") },
+        upstreamDns: upstreamDns(r),
         headlampAdmin: r.boolean("headlampAdmin"),
     };
 

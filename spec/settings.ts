@@ -57,6 +57,7 @@ export const SETTINGS = {
     coreDnsImage: { type: "string", default: "registry.k8s.io/coredns/coredns:v1.13.1", description: "CoreDNS image (full reference with tag or digest)." },
     metricsServerImage: { type: "string", default: "registry.k8s.io/metrics-server/metrics-server:v0.8.0", description: "metrics-server image (full reference with tag or digest)." },
     headlampImage: { type: "string", default: "ghcr.io/headlamp-k8s/headlamp:v0.38.0", description: "Headlamp web UI image (full reference with tag or digest)." },
+    upstreamDns: { type: "array", default: [], description: "Where CoreDNS forwards names outside the cluster (IPs, IP:port, tls://IP); default: each node's /etc/resolv.conf." },
     headlampAdmin: { type: "boolean", default: false, description: "Also create the kube-system/headlamp-admin ServiceAccount bound to cluster-admin, so logging in to Headlamp only needs `kubectl create token headlamp-admin -n kube-system`." },
 
     vip: { type: "string", default: "", description: "Virtual IP held by keepalived on the lb hosts (required with lb hosts)." },

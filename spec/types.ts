@@ -83,6 +83,8 @@ export interface AddonSettings {
     enabled: AddonName[];
     /** Full image references with a tag or digest. */
     images: { coredns: string; metricsServer: string; headlamp: string };
+    /** CoreDNS upstream resolvers; empty = the node's /etc/resolv.conf. */
+    upstreamDns: string[];
     /** Render the headlamp-admin ServiceAccount + cluster-admin binding (default false). */
     headlampAdmin: boolean;
 }

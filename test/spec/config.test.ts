@@ -51,6 +51,7 @@ describe("stack config -> ClusterSpec", () => {
                 metricsServer: "registry.k8s.io/metrics-server/metrics-server:v0.8.0",
                 headlamp: "ghcr.io/headlamp-k8s/headlamp:v0.38.0",
             },
+            upstreamDns: [],
             headlampAdmin: false,
         });
         const s = specOf(HA_RAW, {
@@ -121,6 +122,7 @@ describe("stack config -> ClusterSpec", () => {
         ["maxPods out of range", { maxPods: 5 }, /kubeha:maxPods: must be between 10 and 2500, got 5/],
         ["image archive not a tar", { imageArchives: ["/srv/images/pause.tgz"] }, /kubeha:imageArchives: "\/srv\/images\/pause.tgz" must be a .tar image archive/],
         ["image archives with one name", { imageArchives: ["/a/pause.tar", "/b/pause.tar"] }, /kubeha:imageArchives: two archives are named pause.tar; give them distinct file names/],
+        ["CoreDNS upstream not an address", { upstreamDns: ["dns.example"] }, /kubeha:upstreamDns: "dns.example" is neither an IP\[:port\]/],
         ["containerd extra config not TOML", { containerdExtraConfig: "[plugins" }, /kubeha:containerdExtraConfig: is not valid TOML .*; give tables such as/],
         ["containerd extra config replacing the version", { containerdExtraConfig: "version = 2" }, /kubeha:containerdExtraConfig: must not set version: kubeha renders containerd's config version 3/],
         ["kubelet extra config not YAML", { kubeletExtraConfig: "a: [" }, /kubeha:kubeletExtraConfig: is not valid YAML .*; give a mapping of KubeletConfiguration fields/],
