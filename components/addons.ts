@@ -1,6 +1,7 @@
 // Addons: CoreDNS, metrics-server and Headlamp, applied through the API (server-side apply from
 // the first master) once the nodes are Ready. Images and the list of add-ons are stack config.
 import * as pulumi from "@pulumi/pulumi";
+import { parseAllDocuments } from "yaml";
 import { ClusterSpec } from "../spec/types";
 import { runScript, sha256 } from "../host/remote";
 import { AddonName, renderAddonManifests } from "../render/addons";
@@ -25,6 +26,12 @@ export function addonManifests(spec: ClusterSpec): { name: string; yaml: string 
     });
 }
 
+/** Deletes every object of one add-on, by the labels the renderer puts on each of them. */
+export function addonDeleteScript(kubectl: string, m: { name: string; yaml: string }): string {
+    const kinds = [...new Set(parseAllDocuments(m.yaml).map((d) => String((d.toJSON() as { kind: string }).kind).toLowerCase()))].sort();
+    return `${kubectl} delete ${kinds.join(",")} --all-namespaces --ignore-not-found --wait=false -l app.kubernetes.io/name=${m.name},app.kubernetes.io/managed-by=kubeha || echo "could not delete add-on ${m.name}; the API may be gone already" >&2`;
+}
+
 export class Addons extends pulumi.ComponentResource {
     readonly applied: pulumi.Resource[];
 
@@ -38,6 +45,9 @@ export class Addons extends pulumi.ComponentResource {
             script: `${kubectl} apply --server-side --force-conflicts --field-manager=kubeha -f - >/dev/null\necho "applied ${m.name}"`,
             stdin: m.yaml,
             rerunOn: [sha256(m.yaml)],
+            // Dropped from kubeha:addons (or destroyed): its objects go, found by kubeha's labels. On a
+            // destroy this also lifts the add-ons' disruption budgets before the nodes are drained.
+            delete: addonDeleteScript(kubectl, m),
         }, { parent: this, dependsOn: args.nodesReady }));
         this.registerOutputs({});
     }

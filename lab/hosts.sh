@@ -322,6 +322,13 @@ prepare_host() {
 		Address=$ip/24
 		LinkLocalAddressing=no
 		IPv6AcceptRA=no
+
+		# No default route in the lab (nothing outside may be reached): an on-link route for the
+		# Service network lets the host's own ClusterIP traffic reach kube-proxy's DNAT (real sites
+		# have a default route). Unanswered if nothing rewrites it: ARP on the lab bridge only.
+		[Route]
+		Destination=${LAB_SERVICE_CIDR:-10.254.0.0/16}
+		Scope=link
 	EOF
 	for user in root kubeha; do
 		home=$(awk -F: -v u="$user" '$1 == u { print $6 }' "$m/etc/passwd")

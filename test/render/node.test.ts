@@ -371,7 +371,7 @@ describe("node preflight script (run with /bin/sh against a fake host)", () => {
     const host: Host = spec.workers[0];
     const MODULES = ["overlay", "br_netfilter", "ip_vs", "ip_vs_rr", "ip_vs_wrr", "ip_vs_sh", "nf_conntrack", "vxlan"];
 
-    interface Fake { swaps?: string[]; modules?: string[]; modprobeLoads?: string[]; sysctls?: Record<string, string>; commands?: string[]; ntp?: "yes" | "no" | "chrony" }
+    interface Fake { swaps?: string[]; modules?: string[]; modprobeLoads?: string[]; sysctls?: Record<string, string>; commands?: string[]; ntp?: "yes" | "no" | "chrony"; extraBin?: Record<string, string> }
 
     /** A fake /proc, /sys and PATH; everything healthy unless overridden. */
     function run(f: Fake = {}): { status: number; stdout: string; stderr: string } {
@@ -390,6 +390,7 @@ describe("node preflight script (run with /bin/sh against a fake host)", () => {
             // modprobe "loads" exactly the modules listed in modprobeLoads.
             put(`bin/${c}`, c === "modprobe" ? `#!/bin/sh\nfor m in ${loadable}; do [ "$1" = "$m" ] && exit 0; done\nexit 1\n` : "#!/bin/sh\n", 0o755);
         }
+        for (const [c, text] of Object.entries(f.extraBin ?? {})) put(`bin/${c}`, text, 0o755);
         const ntp = f.ntp ?? "yes";
         if (ntp === "chrony") put("bin/chronyc", "#!/bin/sh\nprintf 'Reference ID    : C0A80001\\nLeap status     : Normal\\n'\n", 0o755);
         else put("bin/timedatectl", `#!/bin/sh\n[ "$*" = "show -p NTPSynchronized --value" ] && echo ${ntp}\n`, 0o755);
@@ -446,6 +447,12 @@ describe("node preflight script (run with /bin/sh against a fake host)", () => {
         assert.equal(r.status, 0, r.stderr);
         assert.match(r.stderr.trim(), /^kubeha preflight on w1: warning: the clock is not known to be synchronised .* — run an NTP client/);
         assert.equal(run({ ntp: "chrony" }).stderr, "");
+    });
+
+    it("fails a node without a route to the Service network, naming the fix", () => {
+        const r = run({ extraBin: { ip: "#!/bin/sh\necho 'RTNETLINK answers: Network is unreachable' >&2; exit 2\n" } });
+        assert.notEqual(r.status, 0);
+        assert.match(r.stderr, /kubeha preflight on w1: no route to the Service network 10\.254\.0\.0\/16 — add a default route, or a route for 10\.254\.0\.0\/16 on /);
     });
 
     it("checks what the chosen kube-proxy mode needs", () => {
