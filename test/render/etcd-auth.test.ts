@@ -3,7 +3,7 @@
 // every client certificate of the table: who may read and write what once auth is on.
 import { strict as assert } from "node:assert";
 import { ChildProcess, spawn, spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, AddressInfo, Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -215,8 +215,10 @@ describe("etcd auth on a real etcd from the rendered flags (Debian's etcd-server
         await waitHealthy(health, etcd);
     });
 
-    after(() => {
-        for (const p of procs) p.kill("SIGTERM");
+    after(async () => {
+        await Promise.all(procs.map((p) => p.exitCode !== null ? undefined
+            : new Promise((resolve) => { p.once("exit", resolve); p.kill("SIGTERM"); setTimeout(resolve, 5000); })));
+        if (dir) rmSync(dir, { recursive: true, force: true });
     });
 
     it("without auth, the flanneld certificate reads kube-apiserver's Secrets (the hole the script closes)", () => {
