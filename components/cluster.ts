@@ -79,7 +79,7 @@ export class Cluster extends pulumi.ComponentResource {
         }, { parent: this, dependsOn: [...this.controlPlane.ready, ...(this.loadBalancer?.ready ?? [])] });
 
         // 6. The pod network on every master and node, then the nodes, then the add-ons.
-        this.network = new FlannelNetwork(`${name}-network`, { spec, hosts: this.hosts, etcdReady: this.etcd.ready }, { parent: this });
+        this.network = new FlannelNetwork(`${name}-network`, { spec, hosts: this.hosts, etcdReady: [...this.etcd.ready, this.etcd.auth] }, { parent: this });
         if (nodeHosts(spec).length > 0) {
             this.workers = new WorkerPool(`${name}-nodes`, {
                 spec, hosts: this.hosts, networkReady: this.network.ready, apiReady: [this.apiReady],

@@ -3,7 +3,8 @@
 import * as pulumi from "@pulumi/pulumi";
 import { ClusterSpec } from "../spec/types";
 import { artifactsFor } from "../spec/artifacts";
-import { digestOf, installArtifact, putFiles, sha256, systemdService, waitHealthy } from "../host/remote";
+import { digestOf, installArtifact, putFiles, runScript, sha256, systemdService, waitHealthy } from "../host/remote";
+import { renderEtcdAuthScript } from "../render/etcd-auth";
 import {
     ETCD, etcdClusterHealthCheck, etcdRestartScript, renderEtcdBackupScript, renderEtcdBackupUnits, renderEtcdUnit,
 } from "../render/etcd";
@@ -21,6 +22,8 @@ export const ETCD_INPUTS = ["ca.crt", "server.crt", "server.key", "peer.crt", "p
 export class EtcdCluster extends pulumi.ComponentResource {
     /** Every member healthy with a leader: later components wait on these. */
     readonly ready: pulumi.Resource[];
+    /** Users, roles and authentication enabled (after the health gates). */
+    readonly auth: pulumi.Resource;
 
     constructor(name: string, args: EtcdClusterArgs, opts?: pulumi.ComponentResourceOptions) {
         super("kubeha:etcd:EtcdCluster", name, {}, opts);
@@ -52,6 +55,12 @@ export class EtcdCluster extends pulumi.ComponentResource {
             timeoutSeconds: 300,
             rerunOn: [clusterDigest],
         }, { ...child, dependsOn: starts }));
+
+        // Role-based access once the cluster is healthy: the flanneld certificate every node holds
+        // reaches only flannel's prefix, never kube-apiserver's /registry (render/etcd-auth.ts).
+        const authScript = renderEtcdAuthScript(spec);
+        this.auth = runScript(`${name}-auth`, hosts[spec.masters[0].name].target, { script: authScript, rerunOn: [sha256(authScript)] },
+            { ...child, dependsOn: this.ready });
 
         // Snapshot backups on every master, on a timer.
         const backupScript = renderEtcdBackupScript(spec);

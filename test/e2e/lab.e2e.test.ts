@@ -138,6 +138,16 @@ describe("kubeha on lab hosts (real Pulumi engine, real binaries)", function () 
         for (const l of leases) assert.match(l, /^\/kubernetes\/network\/subnets\/172\.30\.\d+\.0-21$/);
     });
 
+    it("limits the flanneld etcd certificate every node holds to flannel's prefix (etcd auth)", () => {
+        const flannel = etcdctl.replace(/--cert=\S+ --key=\S+/, "--cert=/etc/kubernetes/pki/flanneld-etcd-client.crt --key=/etc/kubernetes/pki/flanneld-etcd-client.key");
+        // The same certificate as on every worker; etcdctl is installed on the masters only.
+        const denied = ssh("k8s-master01", `${flannel} get --prefix --keys-only /registry/secrets 2>&1; ${flannel} put /registry/e2e x 2>&1`);
+        assert.equal((denied.stdout.match(/permission denied/g) ?? []).length, 2, denied.stdout + denied.stderr);
+        const allowed = ssh("k8s-master01", `${flannel} get --keys-only /kubernetes/network/config`);
+        assert.equal(allowed.status, 0, allowed.stderr);
+        assert.equal(allowed.stdout.trim(), "/kubernetes/network/config");
+    });
+
     it("applied the add-ons: CoreDNS behind the cluster DNS IP, metrics-server's APIService, Headlamp", () => {
         assert.equal(kubectl("get", "svc", "-n", "kube-system", "kube-dns", "-o", "jsonpath={.spec.clusterIP}").stdout, "10.254.0.2");
         for (const d of ["coredns", "metrics-server", "headlamp"]) assert.equal(kubectl("get", "deployment", "-n", "kube-system", d).status, 0, d);
