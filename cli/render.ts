@@ -5,6 +5,8 @@ import { dirname, join, resolve } from "node:path";
 import { loadStack } from "./load";
 import { previewPkiMaterial } from "../pki/preview";
 import { renderHostFiles } from "../render/hosts";
+import { renderEtcdAuthScript } from "../render/etcd-auth";
+import { addonManifests } from "../components/addons";
 
 async function main(): Promise<void> {
     const [stack, dir] = process.argv.slice(2);
@@ -26,6 +28,12 @@ async function main(): Promise<void> {
         }
         console.log(`${host}: ${list.length} files`);
     }
+    // What goes through the API or runs once rather than landing as a file: <dir>/_cluster/.
+    const cluster = join(resolve(dir), "_cluster");
+    mkdirSync(join(cluster, "addons"), { recursive: true });
+    for (const m of addonManifests(spec)) writeFileSync(join(cluster, "addons", `${m.name}.yaml`), m.yaml);
+    writeFileSync(join(cluster, "etcd-auth.sh"), renderEtcdAuthScript(spec));
+    console.log(`_cluster: ${addonManifests(spec).length} add-on manifests, etcd-auth.sh`);
     console.log(`wrote ${count} files for ${files.size} hosts under ${resolve(dir)} (certificates are a preview PKI; private keys, tokens and the VRRP password are placeholders)`);
 }
 

@@ -74,6 +74,8 @@ describe("npm run check / render", function () {
         assert.match(readFileSync(f("k8s-master02", "etc/systemd/system/etcd.service"), "utf8"), /--initial-advertise-peer-urls=https:\/\/172\.16\.60\.242:2380/);
         const key = readFileSync(f("k8s-master01", "etc/kubernetes/pki/apiserver.key"), "utf8");
         assert.ok(!key.includes("PRIVATE KEY-----"), "no private key is rendered");
+        assert.match(readFileSync(join(out, "_cluster/addons/coredns.yaml"), "utf8"), /clusterIP: 10\.254\.0\.2/);
+        assert.match(readFileSync(join(out, "_cluster/etcd-auth.sh"), "utf8"), /auth enable/);
         assert.equal(statSync(f("k8s-master01", "etc/kubernetes/pki/apiserver.key")).mode & 0o777, 0o600);
         const etcd2 = describeCertificate(readFileSync(f("k8s-master02", "etc/kubernetes/pki/etcd/server.crt"), "utf8"));
         assert.ok(etcd2.ipAddresses.includes("172.16.60.242"));

@@ -142,7 +142,7 @@ describe("kubeha on lab hosts (real Pulumi engine, real binaries)", function () 
         const flannel = etcdctl.replace(/--cert=\S+ --key=\S+/, "--cert=/etc/kubernetes/pki/flanneld-etcd-client.crt --key=/etc/kubernetes/pki/flanneld-etcd-client.key");
         // The same certificate as on every worker; etcdctl is installed on the masters only.
         const denied = ssh("k8s-master01", `${flannel} get --prefix --keys-only /registry/secrets 2>&1; ${flannel} put /registry/e2e x 2>&1`);
-        assert.equal((denied.stdout.match(/permission denied/g) ?? []).length, 2, denied.stdout + denied.stderr);
+        assert.equal((denied.stdout.match(/^Error: etcdserver: permission denied$/gm) ?? []).length, 2, denied.stdout + denied.stderr);
         const allowed = ssh("k8s-master01", `${flannel} get --keys-only /kubernetes/network/config`);
         assert.equal(allowed.status, 0, allowed.stderr);
         assert.equal(allowed.stdout.trim(), "/kubernetes/network/config");
