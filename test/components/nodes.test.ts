@@ -148,6 +148,9 @@ function joinOrder(g: Graph, node: string): [string, string][] {
     return [
         // The pod network: its config goes into etcd once etcd is healthy, then flanneld on this node.
         ...etcdGates.map((e): [string, string] => [e, "kubeha-network-config"]),
+        // etcd authentication is on before any flanneld (its certificate is limited to the prefix).
+        ...etcdGates.map((e): [string, string] => [e, "kubeha-etcd-auth"]),
+        ["kubeha-etcd-auth", flannel("flanneld")],
         ["kubeha-network-config", flannel("flanneld")],
         [flannel("flanneld"), flannel("flanneld-ready")],
         // Host preparation, then the runtime. containerd itself does not wait for flanneld: neither it
@@ -243,6 +246,14 @@ describe("nodes (mocks)", function () {
                 assert.deepEqual(missing, []);
             });
         }
+
+        it("an add-on dropped or destroyed is deleted by its labels, after the API has applied it", () => {
+            for (const a of grown.rs.filter((r) => r.parent === "kubeha-addons")) {
+                const addon = a.name.replace("kubeha-addons-", "");
+                const del = scriptOf(a.inputs.delete as string);
+                assert.match(del, new RegExp(`kubectl .* delete [a-z,]*deployment[a-z,]* --all-namespaces --ignore-not-found --wait=false -l app\\.kubernetes\\.io/name=${addon},app\\.kubernetes\\.io/managed-by=kubeha`), a.name);
+            }
+        });
 
         it("a node's kubelet and kube-proxy wait for no other worker (nodes join independently)", () => {
             const workers = ["w1", "w2", NEW.name];
