@@ -5,7 +5,7 @@ import { parseAllDocuments } from "yaml";
 import { ClusterSpec } from "../spec/types";
 import { runScript, sha256 } from "../host/remote";
 import { AddonName, renderAddonManifests } from "../render/addons";
-import { BIN_DIR, KUBECONFIG } from "../render/paths";
+import { localKubectl } from "../render/control-plane";
 import { HostContexts } from "./context";
 
 export interface AddonsArgs {
@@ -39,7 +39,7 @@ export class Addons extends pulumi.ComponentResource {
         super("kubeha:addons:Addons", name, {}, opts);
         const { spec, hosts } = args;
         const first = hosts[spec.masters[0].name];
-        const kubectl = `${BIN_DIR}/kubectl --kubeconfig=${KUBECONFIG.admin} --server=https://127.0.0.1:${spec.ports.apiserver} --request-timeout=30s`;
+        const kubectl = localKubectl(spec, 30);
         // One resource per add-on: a changed image re-applies only that add-on.
         this.applied = addonManifests(spec).map((m) => runScript(`${name}-${m.name}`, first.target, {
             script: `${kubectl} apply --server-side --force-conflicts --field-manager=kubeha -f - >/dev/null\necho "applied ${m.name}"`,

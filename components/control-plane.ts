@@ -5,11 +5,11 @@ import { ClusterSpec } from "../spec/types";
 import { ArtifactKey, artifactsFor } from "../spec/artifacts";
 import { digestOf, HostTarget, installArtifact, putFiles, runScript, sha256, systemdService, waitHealthy } from "../host/remote";
 import {
-    apiserverReadyCheck, CONTROL_PLANE, controllerManagerHealthCheck, renderApiserverUnit, renderAuditPolicy,
+    apiserverReadyCheck, CONTROL_PLANE, controllerManagerHealthCheck, localKubectl, renderApiserverUnit, renderAuditPolicy,
     renderAuthenticationConfig, renderControllerManagerUnit, renderSchedulerConfig, renderSchedulerUnit, schedulerHealthCheck,
 } from "../render/control-plane";
 import { renderBootstrapManifests } from "../render/bootstrap";
-import { BIN_DIR, ENCRYPTION_CONFIG, ETCD_PKI_DIR, KUBECONFIG, PKI_DIR } from "../render/paths";
+import { ENCRYPTION_CONFIG, ETCD_PKI_DIR, KUBECONFIG, PKI_DIR } from "../render/paths";
 import { HostFile } from "../render/types";
 import { HostContexts } from "./context";
 
@@ -88,7 +88,7 @@ export class ControlPlane extends pulumi.ComponentResource {
             return renderBootstrapManifests(id, secret);
         });
         const bootstrap = runScript(`${name}-bootstrap-rbac`, first, {
-            script: `${BIN_DIR}/kubectl --kubeconfig=${KUBECONFIG.admin} --server=https://127.0.0.1:${spec.ports.apiserver} apply --server-side --force-conflicts -f -`,
+            script: `${localKubectl(spec)} apply --server-side --force-conflicts -f -`,
             stdin: manifests,
             rerunOn: [manifests.apply(sha256)],
         }, { ...child, dependsOn: [apiserverGates[0]] });

@@ -13,6 +13,7 @@ import {
     renderRegistryHosts, renderSysctlConf,
 } from "../render/node";
 import { renderCniConflist } from "../render/flannel";
+import { localKubectl } from "../render/control-plane";
 import {
     BIN_DIR, CNI_CONFLIST, CONTAINERD_CONFIG, KUBE_PROXY_CONFIG, KUBECONFIG, KUBELET_CONFIG, KUBELET_DIR, KUBELET_KUBECONFIG,
     MODULES_LOAD_CONF, PKI_DIR, PREFLIGHT_SCRIPT, SYSCTL_CONF,
@@ -49,14 +50,10 @@ export function nodePackagesScript(spec: ClusterSpec, host: string): string {
     ].join("\n");
 }
 
-/** kubectl on the first master, through its local apiserver (the admin kubeconfig). */
-function kubectl(spec: ClusterSpec): string {
-    return `${BIN_DIR}/kubectl --kubeconfig=${KUBECONFIG.admin} --server=https://127.0.0.1:${spec.ports.apiserver} --request-timeout=20s`;
-}
 
 /** Waits for the Node to be Ready and labels a master's; on delete drains it and deletes the Node. */
 export function nodeMembershipScripts(spec: ClusterSpec, node: Host, timeoutSeconds = 300): { create: string; delete: string } {
-    const k = kubectl(spec);
+    const k = localKubectl(spec, 20);
     const n = shellQuote(node.name);
     const labels = node.roles.includes("master") ? [`${k} label node ${n} --overwrite node-role.kubernetes.io/control-plane= >/dev/null`] : [];
     return {

@@ -182,19 +182,8 @@ export function artifactDigest(artifact: Artifact, source: ClusterSpec["binarySo
 
 /** sha256 of each of an artifact's files in the local binary directory, by file name. */
 export function localFileDigests(artifact: Artifact, localDir: string): Record<string, string> {
-    return Object.fromEntries(Object.keys(artifact.members).map((file) => {
-        const path = localArtifactPath(localDir, artifact, file);
-        if (!localDigests.has(path)) {
-            let digest: string;
-            try {
-                digest = sha256(readFileSync(path));
-            } catch (e) {
-                throw new Error(`kubeha:binaryDir: ${path} cannot be read (${(e as Error).message}); put the ${artifact.key} ${artifact.version} release files there`, { cause: e });
-            }
-            localDigests.set(path, digest);
-        }
-        return [file, localDigests.get(path)!];
-    }));
+    return Object.fromEntries(Object.keys(artifact.members).map((file) => [file,
+        localDigest(localArtifactPath(localDir, artifact, file), "binaryDir", `put the ${artifact.key} ${artifact.version} release files there`)]));
 }
 
 /** "/opt/cni/bin" -> ["/opt/cni/bin", "/opt/cni"]: the directories below /opt, deepest first. */
@@ -235,12 +224,12 @@ export function installArtifact(name: string, target: HostTarget, artifact: Arti
 }
 
 /** sha256 of a file on the machine running pulumi, read once; a clear error names the setting. */
-function localDigest(path: string, setting: string): string {
+function localDigest(path: string, setting: string, fix?: string): string {
     if (!localDigests.has(path)) {
         try {
             localDigests.set(path, sha256(readFileSync(path)));
         } catch (e) {
-            throw new Error(`kubeha:${setting}: ${path} cannot be read (${(e as Error).message})`, { cause: e });
+            throw new Error(`kubeha:${setting}: ${path} cannot be read (${(e as Error).message})${fix ? `; ${fix}` : ""}`, { cause: e });
         }
     }
     return localDigests.get(path)!;

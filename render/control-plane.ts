@@ -172,3 +172,11 @@ export function apiserverReadyCheck(spec: ClusterSpec): string {
 }
 export const controllerManagerHealthCheck = `curl -fsSk --max-time 3 https://127.0.0.1:${CONTROL_PLANE.controllerManagerPort}/healthz`;
 export const schedulerHealthCheck = `curl -fsSk --max-time 3 https://127.0.0.1:${CONTROL_PLANE.schedulerPort}/healthz`;
+
+/**
+ * kubectl as kubeha runs it on the first master: admin credentials, the local apiserver (works
+ * before the VIP does). `timeoutSeconds` bounds each request.
+ */
+export function localKubectl(spec: ClusterSpec, timeoutSeconds?: number): string {
+    return `${BIN_DIR}/kubectl --kubeconfig=${KUBECONFIG.admin} --server=https://127.0.0.1:${spec.ports.apiserver}${timeoutSeconds ? ` --request-timeout=${timeoutSeconds}s` : ""}`;
+}

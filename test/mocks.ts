@@ -4,6 +4,8 @@
 import * as pulumi from "@pulumi/pulumi";
 import { randomBytes } from "node:crypto";
 import { createCertRequest, createSelfSignedCert, generateKey, signCertRequest } from "../pki/x509";
+import { HA_RAW, specOf } from "./fixtures";
+import type { RawConfig } from "../spec/config";
 
 const SIG_KEY = "4dabf18193072939515e22adb298388d";
 const SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270";
@@ -131,4 +133,14 @@ export async function runProgram<T>(program: () => T): Promise<T> {
         return {};
     });
     return result as T;
+}
+
+/** The Cluster program for HA_RAW with `overrides`, run under the mocks: every resource it creates. */
+export async function buildCluster(overrides: RawConfig = {}): Promise<Recorded[]> {
+    const recorded = await startMocks();
+    const { Cluster } = await import("../components/cluster");
+    const cluster = await runProgram(() => new Cluster("kubeha", { spec: specOf(HA_RAW, overrides), sshPrivateKey: "KEY" }));
+    await promiseOf(cluster.kubeconfig);
+    await settled(recorded);
+    return [...recorded];
 }

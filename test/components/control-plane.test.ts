@@ -1,17 +1,9 @@
 // Ordering and restart scope of the control plane, read from the resource graph the program builds.
 import { strict as assert } from "node:assert";
-import { promiseOf, Recorded, runProgram, settled, startMocks } from "../mocks";
-import { HA_RAW, specOf } from "../fixtures";
+import { buildCluster, Recorded } from "../mocks";
 import { RawConfig } from "../../spec/config";
 
-async function build(overrides: RawConfig = {}): Promise<Recorded[]> {
-    const recorded = await startMocks();
-    const { Cluster } = await import("../../components/cluster");
-    const cluster = await runProgram(() => new Cluster("kubeha", { spec: specOf(HA_RAW, overrides), sshPrivateKey: "KEY" }));
-    await promiseOf(cluster.kubeconfig);
-    await settled(recorded);
-    return [...recorded];
-}
+const build = buildCluster;
 
 const named = (rs: Recorded[], name: string) => {
     const r = rs.find((x) => x.name === name);

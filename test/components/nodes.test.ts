@@ -4,8 +4,8 @@
 import { strict as assert } from "node:assert";
 import { isDeepStrictEqual } from "node:util";
 import * as pulumi from "@pulumi/pulumi";
-import { promiseOf, Recorded, runProgram, settled, startMocks } from "../mocks";
-import { HA_RAW, specOf } from "../fixtures";
+import { buildCluster, Recorded } from "../mocks";
+import { HA_RAW } from "../fixtures";
 import { RawConfig } from "../../spec/config";
 
 /** One extra worker inside HA_RAW's hostCidr (198.18.0.0/24), named so that no other name contains it. */
@@ -23,11 +23,7 @@ async function plain(v: unknown): Promise<unknown> {
 }
 
 async function build(overrides: RawConfig = {}): Promise<Recorded[]> {
-    const recorded = await startMocks();
-    const { Cluster } = await import("../../components/cluster");
-    const cluster = await runProgram(() => new Cluster("kubeha", { spec: specOf(HA_RAW, overrides), sshPrivateKey: "KEY" }));
-    await promiseOf(cluster.kubeconfig);
-    await settled(recorded);
+    const recorded = await buildCluster(overrides);
     return Promise.all(recorded.map(async (r) => ({ ...r, inputs: await plain(r.inputs) as Record<string, any> })));
 }
 
