@@ -8,12 +8,18 @@
 #   lab/hosts.sh ssh-config         print an ssh_config snippet for the lab hosts
 #
 # Environment: MASTERS=3 WORKERS=2 LBS=2 (0..9 each), KUBEHA_LAB=kubeha,
-# KUBEHA_CACHE=$HOME/.cache/kubeha, KUBEHA_LAB_BRIDGE=khbr0, KUBEHA_LAB_BOOT_TIMEOUT=120.
+# KUBEHA_CACHE=$HOME/.cache/kubeha, KUBEHA_LAB_BRIDGE=khbr0, KUBEHA_LAB_NET=198.18.0,
+# KUBEHA_LAB_BOOT_TIMEOUT=120, KUBEHA_LAB_STOP_TIMEOUT=20.
+# A second lab next to the main one needs all of KUBEHA_LAB, KUBEHA_LAB_BRIDGE and
+# KUBEHA_LAB_NET, e.g. KUBEHA_LAB=scaletest KUBEHA_LAB_BRIDGE=khbr7 KUBEHA_LAB_NET=198.19.7.
 # State: $KUBEHA_CACHE/lab/<lab>/ (inventory.json, id_ed25519, known_hosts, hosts/<name>/).
 # Base rootfs: $KUBEHA_CACHE/rootfs/bookworm-<hash>/ (hash of package list + recipe).
-# Addresses: 198.18.0.0/24 only; the machine side of the bridge is .1, the VIP .10 is
-# left for keepalived, masters .11-.19, workers .21-.29, load balancers .31-.39.
+# Addresses: a /24 inside 198.18.0.0/15 (KUBEHA_LAB_NET, default 198.18.0); the machine side
+# of the bridge is .1, the VIP .10 is left for keepalived, masters .11-.19, workers .21-.29,
+# load balancers .31-.39.
 # The hosts get no default route: lab traffic never leaves this machine.
+# The hosts share this machine's kernel: `up` raises machine-wide limits that 14 hosts need
+# (inotify, pids, keys, ...; raise_machine_limits), never lowering one.
 # Recipe and pitfalls: shared/notes/host-lab.md.
 set -euo pipefail
 
@@ -25,7 +31,7 @@ CACHE=${KUBEHA_CACHE:-$HOME/.cache/kubeha}
 STATE=$CACHE/lab/$LAB
 ROOTFS_CACHE=$CACHE/rootfs
 BRIDGE=${KUBEHA_LAB_BRIDGE:-khbr0}
-NET_PREFIX=198.18.0
+NET_PREFIX=${KUBEHA_LAB_NET:-198.18.0}
 GATEWAY=$NET_PREFIX.1
 VIP=$NET_PREFIX.10
 BOOT_TIMEOUT=${KUBEHA_LAB_BOOT_TIMEOUT:-120}
@@ -57,6 +63,70 @@ since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 phase() { printf '[hosts] phase %-14s %6ss%s\n' "$1" "$2" "${3:+  ($3)}" >&2; }
 
 need_root() { [[ $(id -u) == 0 ]] || die "must run as root"; }
+
+# Lab addresses stay inside 198.18.0.0/15 (benchmarking range, never routed off this machine).
+check_net() {
+	local o3
+	[[ $NET_PREFIX =~ ^198\.(18|19)\.([0-9]{1,3})$ ]] ||
+		die "KUBEHA_LAB_NET must be the first three octets of a /24 in 198.18.0.0/15, e.g. 198.19.7 (got '$NET_PREFIX')"
+	o3=${BASH_REMATCH[2]}
+	if ((10#$o3 > 255)) || [[ $o3 != "$((10#$o3))" ]]; then die "KUBEHA_LAB_NET: bad third octet '$o3'"; fi
+}
+check_net
+
+# systemd-nspawn's --machine name. It names the host-side veth (vb-<machine>) and
+# /run/systemd/nspawn/propagate/<machine>, both machine-wide: a second lab must not reuse the
+# main lab's names. The main lab keeps the host names; other labs prefix theirs with the lab
+# name (nspawn then hashes the too-long veth name). The host's own hostname is always <name>.
+machine_name() {
+	if [[ $LAB == kubeha ]]; then echo "$1"; else echo "$LAB-$1"; fi
+}
+
+# ---------------------------------------------------------------- machine-wide limits
+# The hosts share this machine's kernel, and several limits are per user (uid 0 of every host
+# counts as one user) or machine-wide. Minimums for 14 hosts running kubelet, containerd and
+# pods; a value already higher is left alone. "<key> <minimum>" (/proc/sys path, dotted).
+MACHINE_LIMITS=(
+	# kubelet, containerd, systemd and journald of every host: inotify_init fails at 128.
+	"fs.inotify.max_user_instances 8192"
+	"fs.inotify.max_user_watches 1048576"
+	"fs.inotify.max_queued_events 65536"
+	# Threads of all hosts; systemd in each host also derives DefaultTasksMax (15%) from it.
+	"kernel.pid_max 4194304"
+	"kernel.threads-max 65536" # only if low: the kernel sizes it from RAM (192726 on 24 GB)
+	# runc gives every container a session keyring: root's quota is the one that counts (the
+	# hosts' root_maxkeys files only show kubelet what it checks), the others for non-root uids.
+	"kernel.keys.root_maxkeys 1000000"
+	"kernel.keys.root_maxbytes 25000000"
+	"kernel.keys.maxkeys 20000"
+	"kernel.keys.maxbytes 2000000"
+	# One conntrack table for all hosts' network namespaces (only if nf_conntrack is loaded;
+	# kube-proxy in a host cannot set it: conntrack.maxPerCore 0).
+	"net.netfilter.nf_conntrack_max 262144"
+	"fs.file-max 1048576"
+	"vm.max_map_count 262144"
+)
+
+raise_machine_limits() {
+	local entry key want f cur raised=() ok=0
+	for entry in "${MACHINE_LIMITS[@]}"; do
+		read -r key want <<<"$entry"
+		f=/proc/sys/${key//.//}
+		[[ -f $f ]] || continue # e.g. nf_conntrack not loaded
+		cur=$(<"$f")
+		if ((cur >= want)); then
+			ok=$((ok + 1))
+			continue
+		fi
+		if echo "$want" >"$f" 2>/dev/null && (($(<"$f") >= want)); then
+			raised+=("$key $cur -> $want")
+			log "machine limit raised: $key $cur -> $want"
+		else
+			log "WARN: could not raise machine limit $key from $cur to $want"
+		fi
+	done
+	phase "machine-limits" "0.0" "${#raised[@]} raised, $ok already high enough"
+}
 
 # ---------------------------------------------------------------- host list
 # Prints "name ip role" lines for the wanted topology.
@@ -345,7 +415,7 @@ launch_host() {
 	hd=$(host_dir "$name")
 	cgroup_enter "$name" "$$"
 	exec systemd-nspawn --quiet --boot --register=no --keep-unit --console=passive \
-		--link-journal=no --machine="$name" --directory="$hd/merged" \
+		--link-journal=no --machine="$(machine_name "$name")" --directory="$hd/merged" \
 		--network-bridge="$BRIDGE" --resolv-conf=off --timezone=off \
 		--capability=all --system-call-filter=@keyring --bind=/dev/kmsg \
 		--bind="$hd/containerd:/var/lib/containerd"
@@ -391,7 +461,7 @@ stop_host() {
 	if mountpoint -q "$hd/merged"; then
 		rm -f "/run/systemd/nspawn/locks/$(stat -c 'inode-%d:%i' "$hd/merged")"
 	fi
-	rmdir "/run/systemd/nspawn/propagate/$name" 2>/dev/null || true
+	rmdir "/run/systemd/nspawn/propagate/$(machine_name "$name")" 2>/dev/null || true
 	if mountpoint -q "$hd/merged"; then
 		umount "$hd/merged" 2>/dev/null || { sleep 0.5; umount "$hd/merged"; } ||
 			{ log "WARN: lazy unmount of $hd/merged"; umount -l "$hd/merged"; }
@@ -482,6 +552,7 @@ cmd_up() {
 	fi
 	ensure_rootfs
 	lab_lock
+	raise_machine_limits
 	[[ -f $SSH_KEY ]] || ssh-keygen -q -t ed25519 -N '' -C "kubeha-lab-$LAB" -f "$SSH_KEY"
 
 	t0=$(now)
