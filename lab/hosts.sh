@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # lab/hosts.sh — a multi-host kubeha test lab on this machine with systemd-nspawn.
 #
-#   lab/hosts.sh up                 build/reuse the base rootfs, boot the hosts, wait for SSH
+#   lab/hosts.sh up                 build/reuse the base rootfs, boot fresh hosts, wait for SSH
 #   lab/hosts.sh status             one line per host
 #   lab/hosts.sh ssh [user@]<host> [cmd…]  ssh (root by default; host name or IP)
-#   lab/hosts.sh down               stop everything and clean up (idempotent)
+#   lab/hosts.sh reboot <host>      clean in-host reboot (disk kept), wait for SSH, print the time
+#   lab/hosts.sh power-cycle [host…]  power cut (SIGKILL, no shutdown) of all/some hosts, boot them
+#                                   again on their disks, wait for SSH
+#   lab/hosts.sh stop|start <host…>  clean poweroff / boot again (disk kept)
+#   lab/hosts.sh down               stop everything and clean up, disks included (idempotent)
 #   lab/hosts.sh ssh-config         print an ssh_config snippet for the lab hosts
 #
 # Environment: MASTERS=3 WORKERS=2 LBS=2 (0..9 each), KUBEHA_LAB=kubeha,
@@ -13,6 +17,9 @@
 # A second lab next to the main one needs all of KUBEHA_LAB, KUBEHA_LAB_BRIDGE and
 # KUBEHA_LAB_NET, e.g. KUBEHA_LAB=scaletest KUBEHA_LAB_BRIDGE=khbr7 KUBEHA_LAB_NET=198.19.7.
 # State: $KUBEHA_CACHE/lab/<lab>/ (inventory.json, id_ed25519, known_hosts, hosts/<name>/).
+# A host's disk is hosts/<name>/upper (overlay upper dir over the base) and
+# hosts/<name>/containerd (bind-mounted at /var/lib/containerd): stop/start, reboot and
+# power-cycle keep both; up and down start from / leave nothing.
 # Base rootfs: $KUBEHA_CACHE/rootfs/bookworm-<hash>/ (hash of package list + recipe).
 # Addresses: a /24 inside 198.18.0.0/15 (KUBEHA_LAB_NET, default 198.18.0); the machine side
 # of the bridge is .1, the VIP .10 is left for keepalived, masters .11-.19, workers .21-.29,
@@ -366,13 +373,32 @@ host_init_pid() { # the host's systemd (PID 1 in its pid namespace)
 	return 1
 }
 
-# Overlay, identity, network and SSH setup in the host's upper layer before boot.
-prepare_host() {
+mount_host() { # the host's disk: overlay of its upper dir over the base
+	local hd
+	hd=$(host_dir "$1")
+	mountpoint -q "$hd/merged" && return 0
+	[[ -n ${BASE:-} ]] || base_of_host "$1"
+	mount -t overlay overlay -o "lowerdir=$BASE,upperdir=$hd/upper,workdir=$hd/work" "$hd/merged"
+}
+
+# BASE for an existing host: the base rootfs its disk was made on (a host's upper dir only
+# makes sense over that one). Recorded at creation in hosts/<name>/base.
+base_of_host() {
+	local hd
+	hd=$(host_dir "$1")
+	[[ -f $hd/base ]] || die "$1: no base recorded in $hd/base (recreate the lab: $0 up)"
+	BASE=$(<"$hd/base")
+	[[ -f $BASE/.kubeha-rootfs-ok ]] || die "$1: its base rootfs $BASE is gone (recreate the lab: $0 up)"
+}
+
+# A new host: its disk (overlay), identity, network and SSH setup in the upper layer.
+create_host() {
 	local name=$1 ip=$2 role=$3 hd m uid gid home user
 	hd=$(host_dir "$name")
 	mkdir -p "$hd"/{upper,work,merged,containerd}
 	echo "$name $ip $role" >"$hd/meta"
-	mount -t overlay overlay -o "lowerdir=$BASE,upperdir=$hd/upper,workdir=$hd/work" "$hd/merged"
+	echo "$BASE" >"$hd/base"
+	mount_host "$name"
 	m=$hd/merged
 	echo "$name" >"$m/etc/hostname"
 	od -An -tx1 -N16 /dev/urandom | tr -d ' \n' >"$m/etc/machine-id"
@@ -409,31 +435,75 @@ prepare_host() {
 	done
 }
 
-# Runs (as the `_launch` subcommand, in its own session) the host's systemd-nspawn.
-launch_host() {
+# Boots an existing host on its disk: mount, then the launcher in its own session (and
+# without the lock fds: a host would hold the lab lock for its life). Does not wait.
+start_host() {
 	local name=$1 hd
 	hd=$(host_dir "$name")
-	cgroup_enter "$name" "$$"
-	exec systemd-nspawn --quiet --boot --register=no --keep-unit --console=passive \
-		--link-journal=no --machine="$(machine_name "$name")" --directory="$hd/merged" \
-		--network-bridge="$BRIDGE" --resolv-conf=off --timezone=off \
-		--capability=all --system-call-filter=@keyring --bind=/dev/kmsg \
-		--bind="$hd/containerd:/var/lib/containerd"
+	[[ -f $hd/meta ]] || die "$name: no such host in lab $LAB"
+	host_running "$name" && die "$name is already running"
+	mount_host "$name"
+	rm -f "$hd/pid"
+	setsid "$BASH" "$SELF" _launch "$name" </dev/null >>"$hd/console.log" 2>&1 8>&- 9>&- &
+	echo $! >"$hd/launcher"
 }
 
-# TERM nspawn (clean poweroff), wait, fall back to cgroup.kill; then unmount and clean up.
+# Runs (as the `_launch` subcommand, in its own session and the host's cgroups) the host's
+# systemd-nspawn, and again when the host reboots itself: with --keep-unit nspawn exits 133
+# for a reboot and leaves the restart to its caller (systemd-nspawn@.service's
+# RestartForceExitStatus=133). The disk stays mounted across the reboot.
+launch_host() {
+	local name=$1 hd rc
+	hd=$(host_dir "$name")
+	cgroup_enter "$name" "$$"
+	echo "[kubeha-lab $(date +%T)] booting $name (machine $(machine_name "$name"))"
+	while :; do
+		systemd-nspawn --quiet --boot --register=no --keep-unit --console=passive \
+			--link-journal=no --machine="$(machine_name "$name")" --directory="$hd/merged" \
+			--network-bridge="$BRIDGE" --resolv-conf=off --timezone=off \
+			--capability=all --system-call-filter=@keyring --bind=/dev/kmsg \
+			--bind="$hd/containerd:/var/lib/containerd" &
+		echo $! >"$hd/pid"
+		rc=0
+		wait $! || rc=$?
+		((rc == 133)) || break
+		echo "[kubeha-lab $(date +%T)] $name rebooted itself: booting it again"
+	done
+	echo "[kubeha-lab $(date +%T)] $name: systemd-nspawn exited ($rc)"
+	exit "$rc"
+}
+
+launcher_pid() { # pid of the host's launcher (the `_launch` shell), if running
+	local hd pid
+	hd=$(host_dir "$1")
+	[[ -f $hd/launcher ]] || return 1
+	pid=$(<"$hd/launcher")
+	alive "$pid" || return 1
+	grep -q "/$LAB/$1\(/\|\$\)" "/proc/$pid/cgroup" 2>/dev/null || return 1
+	echo "$pid"
+}
+
+# Running: nspawn is up, or its launcher is between two boots (or about to start nspawn).
+host_running() { nspawn_pid "$1" >/dev/null || launcher_pid "$1" >/dev/null; }
+
+# Stops a host and unmounts its disk; the host dir (disk, identity) stays.
+#   clean: TERM nspawn (clean poweroff), wait, fall back to cgroup.kill.
+#   kill:  a power cut: SIGKILL everything in the host's cgroup at once, no shutdown at all.
 stop_host() {
-	local name=$1 hd pid="" u deadline pids
+	local name=$1 mode=${2:-clean} hd pid="" u deadline pids lpid p
 	hd=$(host_dir "$name")
 	u=$(unified_mount)/$LAB/$name
-	if pid=$(nspawn_pid "$name"); then
+	lpid=$(launcher_pid "$name") || lpid=""
+	if [[ $mode == kill ]]; then
+		pid=$(nspawn_pid "$name") || pid=""
+	elif pid=$(nspawn_pid "$name"); then
 		kill -TERM "$pid" 2>/dev/null || true
 	elif pid=$(host_init_pid "$name"); then
 		# nspawn is gone (SIGKILLed?) but the host lives on: ask its systemd to power off.
 		log "$name: systemd-nspawn gone, powering off the orphaned host (init pid $pid)"
 		kill -s RTMIN+4 "$pid" 2>/dev/null || true
 	fi
-	if [[ -n $pid ]]; then
+	if [[ -n $pid && $mode != kill ]]; then
 		deadline=$((SECONDS + STOP_TIMEOUT))
 		while alive "$pid" && ((SECONDS < deadline)); do sleep 0.1; done
 		alive "$pid" && log "WARN: $name did not power off within ${STOP_TIMEOUT}s, killing its cgroup"
@@ -450,14 +520,16 @@ stop_host() {
 		while [[ -n $(cgroup_procs "$name") ]] && ((SECONDS < deadline)); do sleep 0.1; done
 		[[ -n $(cgroup_procs "$name") ]] && log "WARN: processes left in $u: $(cgroup_procs "$name" | tr '\n' ' ')"
 	fi
-	# The exited nspawn is a zombie until PID 1 (not systemd here) reaps it, which takes
-	# ~1-5 s: wait for that so that `ps` shows nothing of the lab after down.
-	if [[ -n $pid ]]; then
+	# The exited nspawn (and launcher) are zombies until PID 1 (not systemd here) reaps them,
+	# which takes ~1-5 s: wait for that so that `ps` shows nothing of the host afterwards.
+	for p in $pid $lpid; do
 		deadline=$((SECONDS + 10))
-		while [[ -d /proc/$pid ]] && ! alive "$pid" && ((SECONDS < deadline)); do sleep 0.1; done
-	fi
+		while [[ -d /proc/$p ]] && ! alive "$p" && ((SECONDS < deadline)); do sleep 0.1; done
+	done
 	cgroup_remove "$name"
-	# /run is no tmpfs here, so nspawn leaves its lock file and propagate dir behind.
+	# /run is no tmpfs here, so nspawn leaves its lock file (named after the device and inode
+	# of the mounted disk: a new mount gets a new name) and propagate dir behind, also after a
+	# SIGKILL. Harmless for the next boot, but they would pile up.
 	if mountpoint -q "$hd/merged"; then
 		rm -f "/run/systemd/nspawn/locks/$(stat -c 'inode-%d:%i' "$hd/merged")"
 	fi
@@ -467,6 +539,14 @@ stop_host() {
 			{ log "WARN: lazy unmount of $hd/merged"; umount -l "$hd/merged"; }
 	fi
 	mountpoint -q "$hd/merged" && die "$hd/merged still mounted"
+	rm -f "$hd/pid" "$hd/launcher"
+}
+
+# Stops a host for good: its disk and identity go too.
+destroy_host() {
+	local hd
+	hd=$(host_dir "$1")
+	stop_host "$1" clean
 	rm -rf --one-file-system "$hd"
 }
 
@@ -486,20 +566,60 @@ resolve_host() { # name or ip -> ip
 	die "unknown lab host '$1' (lab $LAB: $(existing_hosts | cut -d' ' -f1 | tr '\n' ' '))"
 }
 
+host_name() { # name or ip -> name
+	local n i
+	while read -r n i _; do
+		[[ $1 == "$n" || $1 == "$i" ]] && { echo "$n"; return 0; }
+	done < <(existing_hosts)
+	die "unknown lab host '$1' (lab $LAB: $(existing_hosts | cut -d' ' -f1 | tr '\n' ' '))"
+}
+
 wait_ssh() { # name ip deadline-in-seconds-since-epoch
 	local name=$1 ip=$2 deadline=$3 opts
 	mapfile -t opts < <(ssh_opts 2)
 	until ssh "${opts[@]}" "root@$ip" true </dev/null 2>/dev/null; do
-		nspawn_pid "$name" >/dev/null || { log "$name: systemd-nspawn exited"; return 1; }
+		host_running "$name" || { log "$name: systemd-nspawn exited"; return 1; }
 		(($(date +%s) < deadline)) || { log "$name: no SSH after ${BOOT_TIMEOUT}s"; return 1; }
 		sleep 0.2
 	done
 }
 
+# Waits (in parallel) until every named host answers SSH; on failure prints their console
+# log tails and dies (the hosts are left as they are, for inspection).
+wait_hosts_ssh() {
+	local name ip deadline pids=() failed=() p
+	deadline=$(($(date +%s) + BOOT_TIMEOUT))
+	for name in "$@"; do
+		ip=$(resolve_host "$name")
+		wait_ssh "$name" "$ip" "$deadline" &
+		pids+=("$!:$name")
+	done
+	for p in "${pids[@]}"; do
+		wait "${p%%:*}" || failed+=("${p#*:}")
+	done
+	if ((${#failed[@]})); then
+		for name in "${failed[@]}"; do
+			log "$name: console log tail:"
+			tail -n 15 "$(host_dir "$name")/console.log" >&2 || true
+		done
+		die "hosts not ready: ${failed[*]} (left as they are for inspection; $0 down removes the lab)"
+	fi
+}
+
 # ---------------------------------------------------------------- commands
 lab_lock() {
 	exec 9>"$STATE/.lock"
-	flock -w 300 9 || die "lab $LAB is locked by another up/down ($STATE/.lock)"
+	flock -w 300 9 || die "lab $LAB is locked by another command ($STATE/.lock)"
+}
+
+ensure_bridge() {
+	ip link show "$BRIDGE" >/dev/null 2>&1 && return 0
+	ip link add "$BRIDGE" type bridge
+	ip addr add "$GATEWAY/24" dev "$BRIDGE"
+	if [[ -f /proc/sys/net/ipv6/conf/$BRIDGE/disable_ipv6 ]]; then
+		echo 1 >"/proc/sys/net/ipv6/conf/$BRIDGE/disable_ipv6"
+	fi
+	ip link set "$BRIDGE" up
 }
 
 cmd_down() {
@@ -510,7 +630,7 @@ cmd_down() {
 	lab_lock
 	rm -f "$INVENTORY"
 	while read -r name _; do
-		stop_host "$name" &
+		destroy_host "$name" &
 		pids+=($!)
 		n=$((n + 1))
 	done < <(existing_hosts)
@@ -519,7 +639,7 @@ cmd_down() {
 	if [[ -d $STATE/hosts ]]; then
 		for p in "$STATE"/hosts/*/; do
 			[[ -d $p ]] || continue
-			stop_host "$(basename "$p")" &
+			destroy_host "$(basename "$p")" &
 			wait $! || rc=1
 		done
 		rmdir "$STATE/hosts" 2>/dev/null || true
@@ -527,7 +647,7 @@ cmd_down() {
 	while read -r p; do
 		for name in "$p/$LAB"/*/; do
 			[[ -d $name ]] || continue
-			stop_host "$(basename "$name")" &
+			destroy_host "$(basename "$name")" &
 			wait $! || rc=1
 		done
 	done < <(cgroup_mounts)
@@ -541,7 +661,7 @@ cmd_down() {
 
 cmd_up() {
 	need_root
-	local t0 t1 t_all name ip role deadline pids=() failed=() p i first
+	local t0 t1 t_all name ip role pids=() p first names=()
 	t_all=$(now)
 	host_table >/dev/null
 	ensure_machine_packages
@@ -556,44 +676,21 @@ cmd_up() {
 	[[ -f $SSH_KEY ]] || ssh-keygen -q -t ed25519 -N '' -C "kubeha-lab-$LAB" -f "$SSH_KEY"
 
 	t0=$(now)
-	ip link add "$BRIDGE" type bridge
-	ip addr add "$GATEWAY/24" dev "$BRIDGE"
-	if [[ -f /proc/sys/net/ipv6/conf/$BRIDGE/disable_ipv6 ]]; then
-		echo 1 >"/proc/sys/net/ipv6/conf/$BRIDGE/disable_ipv6"
-	fi
-	ip link set "$BRIDGE" up
+	ensure_bridge
 	mkdir -p "$STATE/hosts"
 	while read -r name ip role; do
-		prepare_host "$name" "$ip" "$role" &
+		create_host "$name" "$ip" "$role" &
 		pids+=($!)
+		names+=("$name")
 	done < <(host_table)
 	for p in "${pids[@]}"; do wait "$p" || die "preparing a host failed"; done
 	host_table | while read -r name _; do cat "$(host_dir "$name")/known_hosts"; done >"$KNOWN_HOSTS"
 	phase "prepare" "$(since "$t0")" "overlays, keys, config"
 
 	t1=$(now)
-	while read -r name ip role; do
-		# New session, and without the lock fds (a host would hold the lab lock for its life).
-		setsid "$BASH" "$SELF" _launch "$name" </dev/null >"$(host_dir "$name")/console.log" 2>&1 8>&- 9>&- &
-		echo $! >"$(host_dir "$name")/pid"
-	done < <(host_table)
-	deadline=$(($(date +%s) + BOOT_TIMEOUT))
-	pids=()
-	while read -r name ip role; do
-		wait_ssh "$name" "$ip" "$deadline" &
-		pids+=("$!:$name")
-	done < <(host_table)
-	for p in "${pids[@]}"; do
-		wait "${p%%:*}" || failed+=("${p#*:}")
-	done
-	if ((${#failed[@]})); then
-		for name in "${failed[@]}"; do
-			log "$name: console log tail:"
-			tail -n 15 "$(host_dir "$name")/console.log" >&2 || true
-		done
-		die "hosts not ready: ${failed[*]} (lab left up for inspection; run: $0 down)"
-	fi
-	phase "boot+ssh-ready" "$(since "$t1")" "$(host_table | wc -l) hosts"
+	for name in "${names[@]}"; do start_host "$name"; done
+	wait_hosts_ssh "${names[@]}"
+	phase "boot+ssh-ready" "$(since "$t1")" "${#names[@]} hosts"
 
 	{
 		printf '{\n  "lab": "%s",\n  "bridge": "%s",\n  "gateway": "%s",\n  "vip": "%s",\n' \
@@ -613,6 +710,93 @@ cmd_up() {
 	echo "$INVENTORY"
 }
 
+# Host names from arguments (names or IPs); all hosts of the lab when there are none.
+host_args() {
+	local h
+	if (($# == 0)); then
+		existing_hosts | cut -d' ' -f1
+		return 0
+	fi
+	for h in "$@"; do host_name "$h"; done
+}
+
+cmd_stop() {
+	need_root
+	(($# >= 1)) || die "usage: $0 stop <host…>"
+	local t0 names name pids=() rc=0 p
+	mapfile -t names < <(host_args "$@")
+	t0=$(now)
+	lab_lock
+	for name in "${names[@]}"; do
+		stop_host "$name" clean &
+		pids+=($!)
+	done
+	for p in "${pids[@]}"; do wait "$p" || rc=1; done
+	phase "stop" "$(since "$t0")" "${names[*]}"
+	return $rc
+}
+
+cmd_start() {
+	need_root
+	(($# >= 1)) || die "usage: $0 start <host…>"
+	local t0 names name
+	mapfile -t names < <(host_args "$@")
+	t0=$(now)
+	lab_lock
+	raise_machine_limits
+	ensure_bridge
+	for name in "${names[@]}"; do start_host "$name"; done
+	wait_hosts_ssh "${names[@]}"
+	phase "start" "$(since "$t0")" "${names[*]} ssh-ready"
+}
+
+# A clean reboot from inside: SIGRTMIN+5 makes the host's systemd start reboot.target (what
+# `systemctl reboot` does); nspawn exits 133 and the launcher boots the host again.
+cmd_reboot() {
+	need_root
+	(($# == 1)) || die "usage: $0 reboot <host>"
+	local t0 t1 name ip init deadline
+	name=$(host_name "$1")
+	ip=$(resolve_host "$name")
+	lab_lock
+	nspawn_pid "$name" >/dev/null || die "$name is not running (boot it: $0 start $name)"
+	init=$(host_init_pid "$name") || die "$name: cannot find its init process"
+	t0=$(now)
+	kill -s RTMIN+5 "$init"
+	deadline=$((SECONDS + STOP_TIMEOUT + 10))
+	while alive "$init" && ((SECONDS < deadline)); do sleep 0.1; done
+	alive "$init" && die "$name did not go down for the reboot within $((STOP_TIMEOUT + 10))s"
+	t1=$(now)
+	phase "reboot down" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')" "$name shut down"
+	wait_hosts_ssh "$name"
+	phase "reboot" "$(since "$t0")" "$name ssh-ready again"
+}
+
+# A power cut: every process of the hosts SIGKILLed at once (no shutdown, no sync), the disks
+# unmounted; then the hosts boot again on what their disks hold.
+cmd_power_cycle() {
+	need_root
+	local t0 t1 names name pids=() rc=0 p
+	mapfile -t names < <(host_args "$@")
+	((${#names[@]})) || die "lab $LAB has no hosts"
+	t0=$(now)
+	lab_lock
+	for name in "${names[@]}"; do
+		stop_host "$name" kill &
+		pids+=($!)
+	done
+	for p in "${pids[@]}"; do wait "$p" || rc=1; done
+	((rc == 0)) || die "cutting the power failed"
+	phase "power off" "$(since "$t0")" "${#names[@]} hosts killed"
+	t1=$(now)
+	raise_machine_limits
+	ensure_bridge
+	for name in "${names[@]}"; do start_host "$name"; done
+	wait_hosts_ssh "${names[@]}"
+	phase "power on" "$(since "$t1")" "${#names[@]} hosts ssh-ready"
+	phase "power-cycle" "$(since "$t0")" "${names[*]}"
+}
+
 cmd_status() {
 	local name ip role pid running sshok state out opts rc n=0
 	mapfile -t opts < <(ssh_opts 3)
@@ -626,6 +810,8 @@ cmd_status() {
 			running=no sshok=no state=-
 			if nspawn_pid "$name" >/dev/null; then
 				running=yes
+			elif launcher_pid "$name" >/dev/null; then
+				running=booting # between two boots of a reboot
 			elif [[ -n $(cgroup_procs "$name") ]]; then
 				running=orphan # nspawn gone, the host's processes still there
 			fi
@@ -680,9 +866,13 @@ main() {
 	status) cmd_status "$@" ;;
 	ssh) cmd_ssh "$@" ;;
 	ssh-config) cmd_ssh_config "$@" ;;
+	stop) cmd_stop "$@" ;;
+	start) cmd_start "$@" ;;
+	reboot) cmd_reboot "$@" ;;
+	power-cycle) cmd_power_cycle "$@" ;;
 	_launch) launch_host "$@" ;;
 	*)
-		sed -n '2,9p' "$SELF" | sed 's/^# \{0,1\}//' >&2
+		sed -n '2,14p' "$SELF" | sed 's/^# \{0,1\}//' >&2
 		exit 2
 		;;
 	esac
