@@ -5,6 +5,8 @@
 #   pulumi <args>: run the Pulumi CLI on the lab stack (e.g. `lab/run.sh pulumi preview`)
 # The Pulumi project runs from a copy of the tracked files under $KUBEHA_CACHE/lab/project, so
 # the stack's own files (encryption salt) never dirty the checkout; state is a file backend.
+# A stack lock left by a killed pulumi (dead pid on this machine) is removed, and said so; a
+# lock held by a running pulumi stops the command.
 # Per-phase wall times are printed and written to $KUBEHA_CACHE/lab/timings.json.
 set -euo pipefail
 
@@ -16,6 +18,7 @@ STACK=${KUBEHA_STACK:-lab}
 TIMINGS=$LABDIR/timings.json
 
 log() { printf '[lab %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
 now() { date +%s.%N; }
 declare -A took=()
 timed() { # timed NAME cmd…: run, record wall seconds
@@ -60,6 +63,71 @@ pulumi_env() {
 	mkdir -p "$LABDIR/state"
 }
 
+# Pulumi.lab.yaml describes the main lab (lab/hosts.sh defaults: lab kubeha, 198.18.0.0/24);
+# the file backend under $LABDIR is that lab's too. Other labs are lab/hosts.sh only.
+main_lab_only() {
+	if [[ ${KUBEHA_LAB:-kubeha} != kubeha || ${KUBEHA_LAB_NET:-198.18.0} != 198.18.0 ]]; then
+		die "lab/run.sh drives the main lab only (Pulumi.lab.yaml: lab kubeha, 198.18.0.0/24); unset KUBEHA_LAB/KUBEHA_LAB_NET (got '${KUBEHA_LAB:-}' '${KUBEHA_LAB_NET:-}'), or use lab/hosts.sh for other labs"
+	fi
+}
+
+# The file backend's stack lock: .pulumi/locks/<org>/<project>/<stack>/<uuid>.json (older
+# layout: .pulumi/locks/<stack>/), {"pid","username","hostname","timestamp"} of the pulumi
+# process that holds it; pulumi deletes it when the operation ends. A pulumi killed with
+# SIGKILL leaves it behind and every later operation fails with "the stack is currently
+# locked". `pulumi cancel` would not help: on a file backend it deletes every lock of the
+# stack without looking (pkg/backend/diy CancelCurrentUpdate), a live one included. So: a lock
+# written on this machine whose pid is gone, is not a pulumi, or is a pulumi started after the
+# lock was written is stale and removed; any other lock stops us.
+LOCK_SLACK=2 # seconds: process start times are read with 1 s resolution (btime)
+clear_stale_locks() {
+	local dir=$LABDIR/state/.pulumi/locks f pid user host ts epoch when comm start reason me live=0 removed=0
+	[[ -d $dir ]] || return 0
+	me=$(uname -n) # what Go's os.Hostname gives
+	while IFS= read -r -d '' f; do
+		[[ $(basename "$(dirname "$f")") == "$STACK" ]] || continue
+		# pid, username, hostname, timestamp and the timestamp in epoch seconds, tab-separated.
+		IFS=$'\t' read -r pid user host ts epoch < <(node -e '
+			const l = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+			const t = Math.floor(Date.parse(l.timestamp) / 1000);
+			console.log([l.pid, l.username, l.hostname, l.timestamp, Number.isFinite(t) ? t : 0].join("\t"));
+		' "$f" 2>/dev/null) || { log "WARN: cannot read the stack lock $f; leaving it"; live=1; continue; }
+		when=$ts
+		((epoch > 0)) && when=$(date -d "@$epoch" '+%F %T %Z')
+		if [[ $host != "$me" ]]; then
+			log "stack $STACK is locked by $user@$host (pid $pid) since $when: another machine, cannot tell whether it still runs ($f; remove it once you know it does not)"
+			live=1
+			continue
+		fi
+		reason=""
+		if [[ ! $pid =~ ^[0-9]+$ ]] || ! comm=$(cat "/proc/$pid/comm" 2>/dev/null) ||
+			[[ $(awk '{ print $3 }' "/proc/$pid/stat" 2>/dev/null) == [ZX] ]]; then
+			reason="not running"
+		elif [[ $comm != pulumi ]]; then
+			reason="not running; pid $pid is now '$comm'"
+		else
+			start=$(awk -v tck="$(getconf CLK_TCK)" -v bt="$(awk '$1 == "btime" { print $2 }' /proc/stat)" \
+				'{ sub(/^.*\) /, ""); printf "%d", bt + $20 / tck }' "/proc/$pid/stat")
+			if ((epoch > 0 && start > epoch + LOCK_SLACK)); then
+				reason="not running; pid $pid is a pulumi started after the lock, at $(date -d "@$start" '+%F %T %Z')"
+			fi
+		fi
+		if [[ -z $reason ]]; then
+			log "stack $STACK is locked by a running pulumi: pid $pid ($user@$host, since $when): $(tr '\0' ' ' <"/proc/$pid/cmdline")"
+			live=1
+			continue
+		fi
+		rm -f "$f" "$f.attrs" # .attrs: the blob library's metadata next to it
+		log "removed a stale lock left by pulumi pid $pid ($reason) from $when: $f"
+		removed=1
+	done < <(find "$dir" -type f -name '*.json' -print0)
+	((live == 0)) || die "the lab stack is locked (see above): wait for that pulumi to finish, or stop it, then run this again"
+	if ((removed)); then
+		log "the interrupted operation may have left pending operations in the state (pulumi warns about them);" \
+			"lab/run.sh pulumi refresh --clear-pending-creates --yes drops them (up starts a fresh stack anyway)"
+	fi
+}
+
 sync_project() {
 	mkdir -p "$PROJECT"
 	(cd "$ROOT" && git ls-files -z --cached --others --exclude-standard | grep -zv '^lab/' | tar --null -T - -cf - | tar -C "$PROJECT" -xf -)
@@ -76,7 +144,10 @@ select_stack() {
 }
 
 cmd_up() {
+	main_lab_only
 	ensure_node
+	# Before anything changes: the hosts of a stack that a running pulumi works on stay.
+	clear_stale_locks
 	[[ -d $ROOT/node_modules ]] || (cd "$ROOT" && npm ci --no-fund --no-audit)
 	timed toolchain bash "$ROOT/lab/toolchain.sh" all
 	if [[ -x $ROOT/lab/providers/build.sh ]]; then timed providers bash "$ROOT/lab/providers/build.sh"; fi
@@ -106,8 +177,10 @@ MSG
 }
 
 cmd_down() {
+	main_lab_only
 	ensure_node
 	if [[ -d $LABDIR/state/.pulumi ]] && [[ -d $PROJECT ]]; then
+		clear_stale_locks
 		pulumi_env
 		sync_project
 		if (cd "$PROJECT" && pulumi stack select "$STACK" 2>/dev/null); then
@@ -121,7 +194,9 @@ cmd_down() {
 }
 
 cmd_pulumi() {
+	main_lab_only
 	ensure_node
+	clear_stale_locks
 	pulumi_env
 	sync_project
 	select_stack
