@@ -5,6 +5,7 @@
 #   pulumi <args>: run the Pulumi CLI on the lab stack (e.g. `lab/run.sh pulumi preview`)
 # The Pulumi project runs from a copy of the tracked files under $KUBEHA_CACHE/lab/project, so
 # the stack's own files (encryption salt) never dirty the checkout; state is a file backend.
+# The copy's Pulumi.lab.yaml gets this run's $KUBEHA_CACHE in place of ~/.cache/kubeha.
 # A stack lock left by a killed pulumi (dead pid on this machine) is removed, and said so; a
 # lock held by a running pulumi stops the command.
 # Per-phase wall times are printed and written to $KUBEHA_CACHE/lab/timings.json.
@@ -129,8 +130,15 @@ clear_stale_locks() {
 }
 
 sync_project() {
+	local f yaml
 	mkdir -p "$PROJECT"
 	(cd "$ROOT" && git ls-files -z --cached --others --exclude-standard | grep -zv '^lab/' | tar --null -T - -cf - | tar -C "$PROJECT" -xf -)
+	# The checked-in stack config names the default cache; this run's may be elsewhere.
+	f=$PROJECT/Pulumi.$STACK.yaml
+	if [[ -f $f ]]; then
+		yaml=$(<"$f")
+		printf '%s\n' "${yaml//"~/.cache/kubeha/"/"$CACHE/"}" >"$f"
+	fi
 	ln -sfn "$ROOT/node_modules" "$PROJECT/node_modules"
 	# Keep the stack's encryption salt (written by `stack init`) across syncs.
 	if [[ -f $LABDIR/salt ]]; then printf '%s\n' "$(cat "$LABDIR/salt")" >>"$PROJECT/Pulumi.$STACK.yaml"; fi
