@@ -8,7 +8,7 @@ import { ClusterSpec, FlannelBackend, Host, KubeProxyMode, RegistryMirror } from
 import { FLANNEL } from "./flannel";
 import {
     BIN_DIR, CNI_BIN_DIR, CNI_CONF_DIR, CONTAINERD_CERTS_DIR, CONTAINERD_CONFIG, CONTAINERD_SOCKET, KUBE_PROXY_CONFIG,
-    KUBECONFIG, KUBELET_CONFIG, KUBELET_KUBECONFIG, KUBELET_PKI_DIR, MODULES_LOAD_CONF, SYSCTL_CONF,
+    KUBECONFIG, KUBELET_CONFIG, KUBELET_KUBECONFIG, KUBELET_PKI_DIR, KUBELET_RESOLV_CONF, MODULES_LOAD_CONF, SYSCTL_CONF,
 } from "./paths";
 import { Args, argsToCommandLine, mergeArgs, renderUnit } from "./systemd";
 
@@ -144,6 +144,8 @@ export function kubeletConfig(spec: ClusterSpec, host: Host): Record<string, unk
         containerRuntimeEndpoint: `unix://${CONTAINERD_SOCKET}`,
         clusterDNS: [spec.network.clusterDns],
         clusterDomain: spec.network.clusterDomain,
+        // Real nameservers for pods with dnsPolicy Default (CoreDNS's upstreams), kept by the host preparation.
+        resolvConf: KUBELET_RESOLV_CONF,
         // Client certificate renewed through CSRs; the serving certificate is requested as a CSR
         // (kubernetes.io/kubelet-serving) that something must approve: kube-controller-manager never does.
         rotateCertificates: true,
