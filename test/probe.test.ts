@@ -245,9 +245,9 @@ describe("e2e API probe (test/e2e/probe.ts)", function () {
         await probe.ready;
         await sleep(300);
         await api.call("nodes", [node("m1", "True"), node("w1", "False"), node("w2")]);
-        await sleep(300);
+        await sleep(400);
         await api.call("failNodes", true);
-        await sleep(250);
+        await sleep(350);
         await api.call("failNodes", false);
         await api.call("nodes", [node("m1", "True"), node("w1", "True"), node("w2", "True")]);
         await sleep(300);
