@@ -379,6 +379,8 @@ export function startProbe(opts: ProbeOptions): RunningProbe {
     const cli = join(__dirname, `probe-cli${ts ? ".ts" : ".js"}`);
     const child = fork(cli, ["--ipc", JSON.stringify(opts)], {
         execArgv: ts ? ["-r", require.resolve("ts-node/register/transpile-only")] : [],
+        // The repository's tsconfig whatever the cwd (ts-node looks for one from the cwd).
+        env: ts ? { TS_NODE_PROJECT: resolve(__dirname, "../../tsconfig.json"), ...process.env } : process.env,
         stdio: ["ignore", "inherit", "inherit", "ipc"],
     });
     let gone: string | undefined;
