@@ -1,0 +1,177 @@
+// The resources that touch hosts, built on host/provider.ts:
+//   HostGroup   everything kubeha manages on the hosts of one role (files, binaries, units,
+//               scripts), converged host by host and rolled (one rolling primitive for every role);
+//   HostScript  a one-off idempotent script on one host (kubectl apply, a cluster-wide gate).
+// Components describe hosts with hostManifest() and say which hosts, which files, which order.
+import * as pulumi from "@pulumi/pulumi";
+import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { HostScriptInputs } from "./provider";
+import { providerShim } from "./provider-shim";
+import { BinaryEntry, FileEntry, Gate, HostManifest, RollPolicy, ScriptStep, UnitStep } from "./types";
+import { Artifact } from "../spec/artifacts";
+import { ClusterSpec, Host } from "../spec/types";
+import { HostFile } from "../render/types";
+import { expandHome } from "../spec/stack-config";
+import { canonical } from "./provider";
+
+const hostProvider = providerShim();
+
+export const sha256 = (text: string | Buffer): string => createHash("sha256").update(text).digest("hex");
+
+export type UnitSpec = Omit<UnitStep, "kind" | "digest" | "state" | "onChange"> & { onChange?: UnitStep["onChange"] };
+export type ScriptSpec = Omit<ScriptStep, "kind" | "digest">;
+export type StepSpec = ({ kind: "unit" } & UnitSpec) | ({ kind: "script" } & ScriptSpec);
+
+export const unit = (u: UnitSpec): StepSpec => ({ kind: "unit", ...u });
+export const script = (s: ScriptSpec): StepSpec => ({ kind: "script", ...s });
+
+export interface HostBinary {
+    path: string;
+    entry: BinaryEntry;
+}
+
+export interface Member {
+    name: string;
+    manifest: HostManifest;
+    /** path -> content (secret). */
+    payload: Record<string, string>;
+}
+
+/**
+ * One host's manifest: files (content into the payload, digests into the manifest), binaries and
+ * steps, each step's digest over its own definition and everything it reads.
+ */
+export function hostManifest(host: Host, args: { files: HostFile[]; binaries?: HostBinary[]; steps: StepSpec[]; beforeRemove?: string }): Member {
+    const files: Record<string, FileEntry> = {};
+    const payload: Record<string, string> = {};
+    for (const f of args.files) {
+        if (files[f.path]) throw new Error(`${host.name}: two files render to ${f.path}`);
+        files[f.path] = { sha256: sha256(f.content), mode: f.secret ? "0600" : f.mode, ...(f.owner ? { owner: f.owner } : {}) };
+        payload[f.path] = f.content;
+    }
+    const binaries = Object.fromEntries((args.binaries ?? []).map((b) => [b.path, b.entry]));
+    const digestOf = (path: string) => files[path]?.sha256 ?? binaries[path]?.source;
+    const steps = args.steps.map((s) => {
+        const missing = s.reads.filter((r) => digestOf(r) === undefined);
+        if (missing.length) throw new Error(`${host.name}: ${s.name} reads ${missing.join(", ")}, which are not among the host's files or binaries`);
+        const digest = sha256(canonical([s, s.reads.map(digestOf)]));
+        return s.kind === "unit"
+            ? { ...s, onChange: s.onChange ?? "restart", state: "running", digest } as UnitStep
+            : { ...s, digest } as ScriptStep;
+    });
+    return { name: host.name, manifest: { address: host.ip, files, binaries, steps, ...(args.beforeRemove ? { beforeRemove: args.beforeRemove } : {}) }, payload };
+}
+
+const localDigests = new Map<string, string>();
+/** sha256 of a file on the machine running pulumi, read once; a clear error names the setting. */
+export function localDigest(path: string, setting: string, fix?: string): string {
+    if (!localDigests.has(path)) {
+        try {
+            localDigests.set(path, sha256(readFileSync(path)));
+        } catch (e) {
+            throw new Error(`kubeha:${setting}: ${path} cannot be read (${(e as Error).message})${fix ? `; ${fix}` : ""}`, { cause: e });
+        }
+    }
+    return localDigests.get(path)!;
+}
+
+export function localArtifactPath(dir: string, artifact: Artifact, file: string): string {
+    return `${expandHome(dir)}/${artifact.installDir.endsWith("/cni/bin") ? "cni/" : ""}${file}`;
+}
+
+/** The installed files of a release artifact: downloaded and checked against its sha256, or uploaded from binaryDir. */
+export function artifactBinaries(artifact: Artifact, source: ClusterSpec["binarySource"]): HostBinary[] {
+    return Object.entries(artifact.members).map(([file, inside]) => {
+        const path = `${artifact.installDir}/${file}`;
+        if (source.kind === "local") {
+            const local = localArtifactPath(source.localDir!, artifact, file);
+            return { path, entry: { source: localDigest(local, "binaryDir", `put the ${artifact.key} ${artifact.version} release files there`), from: { local } } };
+        }
+        if (!artifact.sha256) throw new Error(`${artifact.key} ${artifact.version}: no sha256 pinned; refusing to download an unverified binary (pin it with kubeha:artifactChecksums or use binarySource=local)`);
+        return artifact.format === "binary"
+            ? { path, entry: { source: artifact.sha256, from: { url: artifact.url, sha256: artifact.sha256, format: "binary" } } }
+            : { path, entry: { source: sha256(`${artifact.sha256}:${inside}`), from: { url: artifact.url, sha256: artifact.sha256, format: "tar.gz", member: inside } } };
+    });
+}
+
+/** An image archive on the machine running pulumi, kept on the host for containerd to import. */
+export function archiveBinary(localPath: string, hostDir: string): HostBinary {
+    const local = expandHome(localPath);
+    return { path: `${hostDir}/${local.replace(/^.*\//, "")}`, entry: { source: localDigest(local, "imageArchives"), from: { local } } };
+}
+
+export interface HostGroupArgs {
+    /** The role in the cluster's words; also the owner name of its files on the hosts. */
+    group: string;
+    /** The hosts, in roll order. */
+    members: pulumi.Input<Member[]>;
+    roll?: Partial<RollPolicy>;
+    /** Where each member's beforeRemove runs. */
+    controller?: Host;
+}
+
+/** Everything kubeha manages on the hosts of one role; see host/provider.ts for how it converges and rolls. */
+export class HostGroup extends pulumi.dynamic.Resource {
+    /** What the last create or update did, one line per host and change. */
+    declare readonly lastApplied: pulumi.Output<string[]>;
+
+    constructor(name: string, args: HostGroupArgs, opts?: pulumi.CustomResourceOptions) {
+        const members = pulumi.output(args.members);
+        // The manifest holds digests only (a digest of a key reveals nothing): previews show it.
+        const plain = pulumi.unsecret(members);
+        super(hostProvider, name, {
+            kind: "group",
+            group: args.group,
+            hosts: plain.apply((ms) => Object.fromEntries(ms.map((m) => [m.name, m.manifest]))),
+            order: plain.apply((ms) => ms.map((m) => m.name)),
+            roll: { batch: 1, ...args.roll },
+            ...(args.controller ? { controller: { name: args.controller.name, address: args.controller.ip } } : {}),
+            payload: pulumi.secret(members.apply((ms) => Object.fromEntries(ms.map((m) => [m.name, m.payload])))),
+            lastApplied: undefined,
+        }, { ...opts, additionalSecretOutputs: ["payload"] }, "kubeha", "HostGroup");
+    }
+}
+
+export interface HostScriptArgs {
+    /** In the cluster's words, for messages. */
+    what: string;
+    host: Host;
+    script: string;
+    stdin?: pulumi.Input<string>;
+    /** The script runs again (in place) when any of these change. */
+    rerunOn: pulumi.Input<string>[];
+    delete?: string;
+}
+
+/** A one-off idempotent script on one host. */
+export class HostScript extends pulumi.dynamic.Resource {
+    declare readonly lastApplied: pulumi.Output<string[]>;
+
+    constructor(name: string, args: HostScriptArgs, opts?: pulumi.CustomResourceOptions) {
+        const inputs: Partial<Record<keyof HostScriptInputs | "lastApplied", unknown>> = {
+            kind: "script",
+            what: args.what,
+            host: { name: args.host.name, address: args.host.ip },
+            script: args.script,
+            ...(args.stdin !== undefined ? { stdin: pulumi.secret(args.stdin) } : {}),
+            // A digest of secrets reveals nothing: not secret, so previews show that it changes.
+            digest: pulumi.unsecret(pulumi.all(args.rerunOn).apply((v) => sha256(v.join("\n")))),
+            ...(args.delete ? { delete: args.delete } : {}),
+            lastApplied: undefined,
+        };
+        super(hostProvider, name, inputs, { ...opts, additionalSecretOutputs: ["stdin"] }, "kubeha", "HostScript");
+    }
+}
+
+/** A gate as a script: waits until `check` passes on the host, or fails naming what was checked. */
+export function gateScript(g: Gate): string {
+    return [
+        `deadline=$(( $(date +%s) + ${g.timeoutSeconds} ))`,
+        `until out=$( { ${g.check} ; } 2>&1 ); do`,
+        `  if [ "$(date +%s)" -ge "$deadline" ]; then printf '%s: not healthy after %ss; last output:\\n%s\\n' ${JSON.stringify(g.what)} ${g.timeoutSeconds} "$out" >&2; exit 1; fi`,
+        "  sleep 1",
+        "done",
+        `echo ${JSON.stringify(`${g.what}: healthy`)}`,
+    ].join("\n");
+}
