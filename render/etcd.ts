@@ -1,15 +1,13 @@
 // etcd on the masters: one member per master, mutual TLS for clients and peers with the etcd CA.
 import { ClusterSpec, Host } from "../spec/types";
 import { Args, argsToCommandLine, mergeArgs, renderUnit } from "./systemd";
-import { BIN_DIR, ETCD_PKI_DIR, STATE_DIR } from "./paths";
+import { BIN_DIR, ETCD_PKI_DIR } from "./paths";
 
 export const ETCD = {
     unit: "etcd.service",
     backupService: "kubeha-etcd-backup.service",
     backupTimer: "kubeha-etcd-backup.timer",
     backupScript: "/usr/local/lib/kubeha/etcd-backup.sh",
-    /** Written by the health gate once the cluster was healthy: from then on restarts roll. */
-    healthyMarker: `${STATE_DIR}/etcd-was-healthy`,
     metricsUrl: "http://127.0.0.1:2381",
 } as const;
 
@@ -75,23 +73,13 @@ export function etcdClusterHealthCheck(spec: ClusterSpec): string {
 }
 
 /**
- * (Re)start etcd on one member. A member of a cluster that was healthy before restarts only when
- * every member is healthy, so two members are never down at once; at bootstrap (no quorum yet)
- * every member starts without waiting, since each one waits for its peers.
+ * Succeeds on the member that leads the cluster now: the roll restarts it last, so a change costs
+ * one leader election, not one per member.
  */
-export function etcdRestartScript(spec: ClusterSpec, member: Host, timeoutSeconds = 300): string {
-    return [
-        `if systemctl is-active --quiet ${ETCD.unit} && [ -f ${ETCD.healthyMarker} ]; then`,
-        `  deadline=$(( $(date +%s) + ${timeoutSeconds} ))`,
-        `  until ${etcdClusterHealthCheck(spec)} >/dev/null 2>&1; do`,
-        `    if [ "$(date +%s)" -ge "$deadline" ]; then echo "${member.name}: etcd cluster not healthy after ${timeoutSeconds}s; not restarting this member, which could lose quorum" >&2; exit 1; fi`,
-        `    sleep 2`,
-        `  done`,
-        `  systemctl restart ${ETCD.unit}`,
-        `else`,
-        `  systemctl restart --no-block ${ETCD.unit}`,
-        `fi`,
-    ].join("\n");
+export function etcdIsLeaderCheck(spec: ClusterSpec): string {
+    return `s=$(${etcdctl(`https://127.0.0.1:${spec.ports.etcdClient}`)} endpoint status -w fields) && ` +
+        `[ -n "$(printf '%s\\n' "$s" | sed -n 's/^"Leader" : //p')" ] && ` +
+        `[ "$(printf '%s\\n' "$s" | sed -n 's/^"MemberID" : //p')" = "$(printf '%s\\n' "$s" | sed -n 's/^"Leader" : //p')" ]`;
 }
 
 export function renderEtcdBackupScript(spec: ClusterSpec): string {

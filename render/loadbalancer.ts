@@ -86,8 +86,9 @@ export function renderLbUnit(spec: ClusterSpec): string {
         execStartPre: [`${NGINX} -t -q -c ${conf}`],
         execStart: `${NGINX} -c ${conf} -g 'daemon off;'`,
         service: {
-            // On SIGHUP nginx re-reads the config; if it is broken, nginx logs why and keeps the old one.
-            ExecReload: "/bin/kill -s HUP $MAINPID",
+            // A reload checks the new config first, so a broken one fails the reload (and kubeha's
+            // roll) instead of being logged and ignored; on SIGHUP nginx re-reads it.
+            ExecReload: `/bin/sh -c '${NGINX} -t -q -c ${conf} && /bin/kill -s HUP \${MAINPID}'`,
             Restart: "always",
             RestartSec: 2,
             LimitNOFILE: 1048576,
@@ -145,8 +146,12 @@ export function renderKeepalivedConfig(spec: ClusterSpec, host: Host, authPass: 
         "}",
         "",
         "vrrp_instance kube_apiserver {",
-        "    # BACKUP everywhere: the priorities elect the holder; no host claims the VIP at start.",
+        "    # BACKUP everywhere: the priorities elect the first holder; no host claims the VIP at start.",
         "    state BACKUP",
+        "    # The VIP stays where it is until its holder fails: a host coming back (a restart, a",
+        "    # reboot, kubeha's roll, which restarts the holder last) does not take it back, so it moves",
+        "    # once, not twice.",
+        "    nopreempt",
         `    interface ${iface}`,
         `    virtual_router_id ${lb.virtualRouterId}`,
         `    priority ${priority}`,
@@ -169,6 +174,12 @@ export function renderKeepalivedConfig(spec: ClusterSpec, host: Host, authPass: 
         "}",
         "",
     ].join("\n");
+}
+
+/** Succeeds on the lb host that holds the VIP now (the roll changes it last). */
+export function vipHeldCheck(spec: ClusterSpec): string {
+    const lb = lbSettings(spec);
+    return `ip -4 -o addr show dev ${spec.network.interface} | grep -q ' ${lb.vip}/'`;
 }
 
 export interface CheckScriptOverrides {

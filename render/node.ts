@@ -22,6 +22,15 @@ export const NODE = {
     kubeProxyMetrics: "127.0.0.1:10249",
 } as const;
 
+/**
+ * The node's own view of its Node object, with the kubelet's client certificate (the Node
+ * authorizer lets a kubelet read its own Node): succeeds once it is Ready.
+ */
+export function nodeReadyCheck(spec: ClusterSpec, host: Host): string {
+    const cert = `${KUBELET_PKI_DIR}/kubelet-client-current.pem`;
+    return `curl -fsS --max-time 5 --cacert ${clusterCaCert()} --cert ${cert} --key ${cert} ${spec.apiEndpoint.url}/api/v1/nodes/${host.name} | tr -d ' \n' | grep -q '"type":"Ready","status":"True"'`;
+}
+
 export const CONTROL_PLANE_TAINT = { key: "node-role.kubernetes.io/control-plane", effect: "NoSchedule" } as const;
 
 /** Hosts running containerd, kubelet and kube-proxy: the workers, and the masters when mastersAreWorkers. */

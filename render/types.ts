@@ -6,6 +6,8 @@ export interface HostFile {
     mode: string;
     /** Contains key material: a Pulumi secret, never printed, written 0600. */
     secret: boolean;
+    /** "user:group" when not root:root. */
+    owner?: string;
 }
 
 /** Files by host name. */

@@ -433,6 +433,7 @@ export function loadClusterSpec(raw: RawConfig, opts: LoadOptions = {}): LoadRes
         sandboxImage: r.image("sandboxImage"),
         registryMirrors: registryMirrors(r),
         maxPods: r.integer("maxPods", 10, 2500),
+        rollBatchSize: r.integer("nodeRollBatchSize", 1, 1000),
         masterTaint: r.boolean("masterTaint"),
         imageArchives: imageArchives(r),
         containerdExtraConfig: extraToml(r, "containerdExtraConfig"),

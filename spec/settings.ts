@@ -49,6 +49,7 @@ export const SETTINGS = {
     kubeletExtraConfig: { type: "string", default: "", description: 'YAML mapping merged over kubeha\'s KubeletConfiguration, e.g. "failCgroupV1: false" on hosts still on cgroup v1 (the lab).' },
     kubeProxyExtraConfig: { type: "string", default: "", description: 'YAML mapping merged over kubeha\'s KubeProxyConfiguration, e.g. "conntrack: {maxPerCore: 0}" where /sys is read-only (containers).' },
     maxPods: { type: "integer", default: 110, description: "Most pods the kubelet runs on a node; they must fit the node's pod subnet (podSubnetLength)." },
+    nodeRollBatchSize: { type: "integer", default: 1, description: "Nodes changed at once when a change restarts what runs on them (kubelet, containerd, kube-proxy, flanneld); each batch waits for its nodes to be Ready before the next." },
     masterTaint: { type: "boolean", default: true, description: "Masters that are also workers register with the node-role.kubernetes.io/control-plane:NoSchedule taint." },
     sandboxImage: { type: "string", default: "registry.k8s.io/pause:3.10.1", description: "Pod sandbox (pause) image, pinned in containerd's config." },
     containerRegistryMirrors: { type: "array", default: [], description: 'Pull mirrors per registry as "registry=https://mirror[,https://mirror2]", tried in order before the registry itself (containerd certs.d hosts.toml), e.g. "docker.io=https://mirror.example.com".' },

@@ -66,6 +66,8 @@ export interface NodeSettings {
     registryMirrors: RegistryMirror[];
     /** kubelet maxPods (default 110); fits the node's pod subnet. */
     maxPods: number;
+    /** Nodes changed at once when a change restarts what runs on them (default 1). */
+    rollBatchSize: number;
     /** Masters that are workers register with node-role.kubernetes.io/control-plane:NoSchedule (default true). */
     masterTaint: boolean;
     /** Image archives (paths on the machine running pulumi) imported into every node's containerd. */

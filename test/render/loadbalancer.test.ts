@@ -159,7 +159,8 @@ describe("API load balancer rendering", () => {
             assert.equal(LB_PATHS.unit, "kubeha-apiserver-lb.service");
             assert.match(unit, new RegExp(`^ExecStartPre=/usr/sbin/nginx -t -q -c ${conf}$`, "m"));
             assert.match(unit, new RegExp(`^ExecStart=/usr/sbin/nginx -c ${conf} -g 'daemon off;'$`, "m"));
-            assert.match(unit, /^ExecReload=\/bin\/kill -s HUP \$MAINPID$/m);
+            // A reload checks the new config first: a broken one leaves the running proxy as it was.
+            assert.match(unit, /^ExecReload=\/bin\/sh -c '\/usr\/sbin\/nginx -t -q -c \/etc\/kubeha\/apiserver-lb\/nginx\.conf && \/bin\/kill -s HUP \$\{MAINPID\}'$/m);
             assert.match(unit, /^Restart=always$/m);
             assert.match(unit, /^After=network-online\.target$/m);
             assert.match(unit, /^WantedBy=multi-user\.target$/m);

@@ -41,7 +41,7 @@ describe("stack config -> ClusterSpec", () => {
 
     it("reads node, flannel and add-on settings, with their defaults", () => {
         const d = specOf(HA_RAW);
-        assert.deepEqual(d.node, { sandboxImage: "registry.k8s.io/pause:3.10.1", registryMirrors: [], maxPods: 110, masterTaint: true, imageArchives: [], containerdExtraConfig: {}, kubeletExtraConfig: {}, kubeProxyExtraConfig: {} });
+        assert.deepEqual(d.node, { sandboxImage: "registry.k8s.io/pause:3.10.1", registryMirrors: [], maxPods: 110, masterTaint: true, imageArchives: [], containerdExtraConfig: {}, kubeletExtraConfig: {}, kubeProxyExtraConfig: {}, rollBatchSize: 1 });
         assert.equal(d.network.flannelMode, "etcd");
         assert.equal(d.network.flannelEtcdPrefix, "/kubernetes/network");
         assert.deepEqual(d.addons, {
