@@ -12,7 +12,6 @@ for (const key of Object.keys(SETTINGS) as SettingKey[]) {
     if (key === "sshPrivateKey") continue;
     raw[key] = SETTINGS[key].type === "array" ? config.getObject<string[]>(key) : config.get(key);
 }
-const sshPrivateKey = config.getSecret("sshPrivateKey");
 raw.sshPrivateKey = pulumi.runtime.getConfig(`${NAMESPACE}:sshPrivateKey`) ? "[secret]" : undefined;
 // The engine lists the keys that are encrypted in the stack file; a plaintext key is refused.
 const secretKeys: string[] = JSON.parse(process.env.PULUMI_CONFIG_SECRET_KEYS ?? "null") ?? [];
@@ -29,18 +28,19 @@ const { spec, warnings } = loadClusterSpec(raw, {
 });
 for (const w of warnings) pulumi.log.warn(w);
 
-function sshKey(): pulumi.Output<string> | undefined {
-    if (raw.sshPrivateKey) return sshPrivateKey as pulumi.Output<string>;
-    const file = raw.sshPrivateKeyFile as string | undefined;
-    if (!file) return undefined; // the ssh-agent at SSH_AUTH_SOCK
+// How kubeha reaches the hosts is provider configuration (host/ssh.ts reads the same settings):
+// no resource holds the key, so a new key, user or port changes no resource. Check it here, before
+// anything touches a host.
+if (!raw.sshPrivateKey && raw.sshPrivateKeyFile) {
+    const file = raw.sshPrivateKeyFile as string;
     try {
-        return pulumi.secret(readFileSync(expandHome(file), "utf8"));
+        readFileSync(expandHome(file), "utf8");
     } catch (e) {
         throw new Error(`${NAMESPACE}:sshPrivateKeyFile: cannot read ${file}: ${(e as Error).message}`, { cause: e });
     }
 }
 
-const cluster = new Cluster(spec.clusterName, { spec, sshPrivateKey: sshKey() });
+const cluster = new Cluster(spec.clusterName, { spec });
 
 export const kubeconfig = cluster.kubeconfig;
 export const apiEndpoint = cluster.apiEndpoint;

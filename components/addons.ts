@@ -3,14 +3,12 @@
 import * as pulumi from "@pulumi/pulumi";
 import { parseAllDocuments } from "yaml";
 import { ClusterSpec } from "../spec/types";
-import { runScript, sha256 } from "../host/remote";
+import { HostScript, sha256 } from "../host/group";
 import { AddonName, renderAddonManifests } from "../render/addons";
 import { localKubectl } from "../render/control-plane";
-import { HostContexts } from "./context";
 
 export interface AddonsArgs {
     spec: ClusterSpec;
-    hosts: HostContexts;
     /** The nodes the add-ons run on are Ready. */
     nodesReady: pulumi.Resource[];
 }
@@ -33,15 +31,15 @@ export function addonDeleteScript(kubectl: string, m: { name: string; yaml: stri
 }
 
 export class Addons extends pulumi.ComponentResource {
-    readonly applied: pulumi.Resource[];
+    readonly applied: HostScript[];
 
     constructor(name: string, args: AddonsArgs, opts?: pulumi.ComponentResourceOptions) {
         super("kubeha:addons:Addons", name, {}, opts);
-        const { spec, hosts } = args;
-        const first = hosts[spec.masters[0].name];
+        const { spec } = args;
         const kubectl = localKubectl(spec, 30);
         // One resource per add-on: a changed image re-applies only that add-on.
-        this.applied = addonManifests(spec).map((m) => runScript(`${name}-${m.name}`, first.target, {
+        this.applied = addonManifests(spec).map((m) => new HostScript(`${name}-${m.name}`, {
+            what: `add-on ${m.name}`, host: spec.masters[0],
             script: `${kubectl} apply --server-side --force-conflicts --field-manager=kubeha -f - >/dev/null\necho "applied ${m.name}"`,
             stdin: m.yaml,
             rerunOn: [sha256(m.yaml)],

@@ -1,16 +1,16 @@
 // Cluster: the whole topology, wired in the seed's order. Each step is a component of its own.
 import * as pulumi from "@pulumi/pulumi";
-import { ClusterSpec } from "../spec/types";
+import { ClusterSpec, Host } from "../spec/types";
 import { CertificateAuthority } from "./certificate-authority";
-import { hostTarget, HostTarget, putFiles } from "../host/remote";
 import { renderKubeconfig } from "../render/kubeconfig";
 import { certificatesFor } from "../pki/certlist";
 import { HostContexts } from "./context";
+import { PreparedHosts } from "./host-preparation";
 import { EtcdCluster } from "./etcd-cluster";
 import { ControlPlane } from "./control-plane";
 import { ApiLoadBalancer } from "./api-load-balancer";
-import { hostStateScript, runScript, UPLOAD_DIR, waitHealthy } from "../host/remote";
-import { PKI_DIR, STATE_DIR } from "../render/paths";
+import { HostScript } from "../host/group";
+import { PKI_DIR } from "../render/paths";
 import { FlannelNetwork } from "./flannel-network";
 import { WorkerPool } from "./worker-pool";
 import { Addons } from "./addons";
@@ -18,8 +18,6 @@ import { nodeHosts } from "../render/node";
 
 export interface ClusterArgs {
     spec: ClusterSpec;
-    /** SSH private key (secret); when absent the ssh-agent at SSH_AUTH_SOCK is used. */
-    sshPrivateKey?: pulumi.Input<string>;
 }
 
 export class Cluster extends pulumi.ComponentResource {
@@ -28,13 +26,13 @@ export class Cluster extends pulumi.ComponentResource {
     readonly kubeconfig: pulumi.Output<string>;
     readonly apiEndpoint: string;
     readonly clusterCaCert: pulumi.Output<string>;
-    /** Per host: where kubeha connects, and the PKI files it put there. */
     readonly hosts: HostContexts;
+    readonly prepared: PreparedHosts;
     readonly etcd: EtcdCluster;
     readonly controlPlane: ControlPlane;
     readonly loadBalancer?: ApiLoadBalancer;
     /** The API answers /readyz at the endpoint every client uses. */
-    readonly apiReady: pulumi.Resource;
+    readonly apiReady: HostScript;
     readonly network: FlannelNetwork;
     readonly workers?: WorkerPool;
     readonly addons?: Addons;
@@ -42,53 +40,46 @@ export class Cluster extends pulumi.ComponentResource {
     constructor(name: string, args: ClusterArgs, opts?: pulumi.ComponentResourceOptions) {
         super("kubeha:index:Cluster", name, {}, opts);
         const { spec } = args;
+        const prepared = (hosts: Host[]) => hosts.map((h) => this.prepared.byHost[h.name]);
 
-        // 1. Certificates, keys, tokens.
+        // 1. Certificates, keys, tokens; each host's share of them.
         this.pki = new CertificateAuthority(`${name}-pki`, { spec }, { parent: this });
+        this.hosts = Object.fromEntries(spec.hosts.map((host) => [host.name, { host, pki: this.pki.filesFor(spec, host.name) }]));
 
-        // 2. Put each host's share of the PKI on it, all hosts in parallel.
-        this.hosts = Object.fromEntries(spec.hosts.map((host) => {
-            const target: HostTarget = hostTarget(spec, host, args.sshPrivateKey);
-            // Created first, deleted last: kubeha's own state directory (download/upload caches, markers).
-            const state = runScript(`${name}-${host.name}-state`, target, {
-                script: hostStateScript(spec.ssh.user), rerunOn: [],
-                delete: `rm -rf ${STATE_DIR} ${UPLOAD_DIR} /usr/local/lib/kubeha`,
-            }, { parent: this });
-            const pki = this.pki.filesFor(spec, host.name);
-            const pkiFiles = putFiles(`${name}-${host.name}-pki`, target, pki, { parent: this, dependsOn: [state] });
-            return [host.name, { target, pki, pkiFiles, base: state }];
-        }));
+        // 2. Every host prepared (packages, kernel, swap, journald, resolver) and past its preflight.
+        this.prepared = new PreparedHosts(`${name}-host`, { spec }, { parent: this });
 
         // 3. etcd on the masters, then the control plane behind it.
-        this.etcd = new EtcdCluster(`${name}-etcd`, { spec, hosts: this.hosts }, { parent: this });
+        this.etcd = new EtcdCluster(`${name}-etcd`, { spec, hosts: this.hosts, prepared: prepared(spec.masters) }, { parent: this });
         this.controlPlane = new ControlPlane(`${name}-control-plane`, {
-            spec, hosts: this.hosts, bootstrapToken: this.pki.bootstrapToken, etcdReady: this.etcd.ready,
+            spec, hosts: this.hosts, bootstrapToken: this.pki.bootstrapToken, etcdReady: this.etcd.members,
         }, { parent: this });
 
-        // 4. The VIP in front of the apiservers (independent of etcd; its check tracks their readiness).
+        // 4. The VIP in front of the apiservers (independent of etcd; its gate is the API answering through it).
         if (spec.loadBalancers.length > 0) {
-            this.loadBalancer = new ApiLoadBalancer(`${name}-lb`, { spec, hosts: this.hosts }, { parent: this });
+            this.loadBalancer = new ApiLoadBalancer(`${name}-lb`, { spec, hosts: this.hosts, prepared: prepared(spec.loadBalancers) }, { parent: this });
         }
 
         // 5. Nothing that uses the endpoint runs before it answers.
-        const first = this.hosts[spec.masters[0].name];
-        this.apiReady = waitHealthy(`${name}-api-endpoint-ready`, first.target, {
-            what: `API endpoint ${spec.apiEndpoint.url}/readyz`,
-            check: `curl -fsS --max-time 3 --cacert ${PKI_DIR}/ca.crt ${spec.apiEndpoint.url}/readyz`,
-            timeoutSeconds: 120, rerunOn: [spec.apiEndpoint.url],
-        }, { parent: this, dependsOn: [...this.controlPlane.ready, ...(this.loadBalancer?.ready ?? [])] });
+        const check = `curl -fsS --max-time 3 --cacert ${PKI_DIR}/ca.crt ${spec.apiEndpoint.url}/readyz >/dev/null`;
+        this.apiReady = new HostScript(`${name}-api-endpoint-ready`, {
+            what: `API endpoint ${spec.apiEndpoint.url}/readyz`, host: spec.masters[0],
+            script: `i=0; until ${check}; do i=$((i + 1)); [ "$i" -lt 120 ] || { echo "${spec.apiEndpoint.url}/readyz does not answer after 120s" >&2; exit 1; }; sleep 1; done`,
+            rerunOn: [spec.apiEndpoint.url],
+        }, { parent: this, dependsOn: [this.controlPlane.masters, ...(this.loadBalancer ? [this.loadBalancer.hosts] : [])] });
 
         // 6. The pod network on every master and node, then the nodes, then the add-ons.
-        this.network = new FlannelNetwork(`${name}-network`, { spec, hosts: this.hosts, etcdReady: [...this.etcd.ready, this.etcd.auth] }, { parent: this });
+        this.network = new FlannelNetwork(`${name}-network`, { spec, hosts: this.hosts, etcdReady: [this.etcd.auth] }, { parent: this });
         if (nodeHosts(spec).length > 0) {
             this.workers = new WorkerPool(`${name}-nodes`, {
-                spec, hosts: this.hosts, networkReady: this.network.ready, apiReady: [this.apiReady],
+                spec, hosts: this.hosts,
+                ready: [this.network.config, this.apiReady, this.controlPlane.bootstrap, ...prepared(nodeHosts(spec))],
                 clusterCaCert: this.pki.caCerts.ca,
                 adminCertPem: this.pki.material.apply((m) => m.certs.admin.certPem),
                 adminKeyPem: pulumi.secret(this.pki.material.apply((m) => m.certs.admin.keyPem)),
             }, { parent: this });
             if (spec.addons.enabled.length > 0) {
-                this.addons = new Addons(`${name}-addons`, { spec, hosts: this.hosts, nodesReady: Object.values(this.workers.ready) }, { parent: this });
+                this.addons = new Addons(`${name}-addons`, { spec, nodesReady: [this.workers.nodes, this.workers.servingCerts] }, { parent: this });
             }
         }
 

@@ -1,16 +1,25 @@
 import * as pulumi from "@pulumi/pulumi";
-import { HostTarget } from "../host/remote";
+import { Host } from "../spec/types";
 import { HostFile } from "../render/types";
+import { SYSTEMD_DIR } from "../render/paths";
 
-/** What every component gets for each host: how to reach it, and the PKI already put there. */
+/** What every component gets for each host: the host, and its share of the PKI (secret). */
 export interface HostContext {
-    target: HostTarget;
-    /** The PKI files on this host (secret), for digests of what a service reads. */
+    host: Host;
     pki: pulumi.Output<HostFile[]>;
-    /** The resource that put them there. */
-    pkiFiles: pulumi.Resource;
-    /** kubeha's directories on the host (state, uploads): everything else on the host comes after. */
-    base: pulumi.Resource;
 }
 
 export type HostContexts = Record<string, HostContext>;
+
+/** The PKI files at `paths` among a host's (each group writes the ones its units read). */
+export function pickPki(host: string, pki: HostFile[], paths: readonly string[]): HostFile[] {
+    return paths.map((p) => {
+        const f = pki.find((x) => x.path === p);
+        if (!f) throw new Error(`${host}: the PKI has no ${p} for this host (pki/certlist.ts)`);
+        return f;
+    });
+}
+
+/** A systemd unit file kubeha writes. */
+export const unitFile = (name: string, content: string): HostFile => ({ path: `${SYSTEMD_DIR}/${name}`, content, mode: "0644", secret: false });
+export const unitPath = (name: string): string => `${SYSTEMD_DIR}/${name}`;

@@ -1,80 +1,74 @@
-// EtcdCluster: one etcd member per master. Install binaries -> certificates (already put) -> unit
-// -> start (rolling once the cluster exists) -> wait until every member is healthy -> backups.
+// EtcdCluster: one etcd member per master. Binaries, certificates, unit -> start -> every member
+// healthy; then etcd's own users and roles; snapshot backups on a timer. A change rolls member by
+// member (the leader last), each restart only once the whole cluster is healthy and gated on it
+// again, so two members are never down at once. At first start every member starts at once (they
+// need each other for quorum).
 import * as pulumi from "@pulumi/pulumi";
 import { ClusterSpec } from "../spec/types";
 import { artifactsFor } from "../spec/artifacts";
-import { digestOf, installArtifact, putFiles, runScript, sha256, systemdService, waitHealthy } from "../host/remote";
+import { artifactBinaries, HostGroup, hostManifest, HostScript, sha256, unit } from "../host/group";
 import { renderEtcdAuthScript } from "../render/etcd-auth";
-import {
-    ETCD, etcdClusterHealthCheck, etcdRestartScript, renderEtcdBackupScript, renderEtcdBackupUnits, renderEtcdUnit,
-} from "../render/etcd";
-import { ETCD_PKI_DIR, STATE_DIR } from "../render/paths";
-import { HostContexts } from "./context";
+import { ETCD, etcdClusterHealthCheck, etcdIsLeaderCheck, renderEtcdBackupScript, renderEtcdBackupUnits, renderEtcdUnit } from "../render/etcd";
+import { BIN_DIR, ETCD_PKI_DIR } from "../render/paths";
+import { HostContexts, pickPki, unitFile, unitPath } from "./context";
 
 export interface EtcdClusterArgs {
     spec: ClusterSpec;
     hosts: HostContexts;
+    /** The masters are prepared and passed their preflight. */
+    prepared: pulumi.Resource[];
 }
 
+const pki = (f: string) => `${ETCD_PKI_DIR}/${f}`;
 /** Files each member reads: a change to any of them restarts that member. */
-export const ETCD_INPUTS = ["ca.crt", "server.crt", "server.key", "peer.crt", "peer.key"].map((f) => `${ETCD_PKI_DIR}/${f}`);
+export const ETCD_INPUTS = ["ca.crt", "server.crt", "server.key", "peer.crt", "peer.key"].map(pki);
+/** The etcd group also writes the healthcheck client certificate its gates, backups and etcdctl use. */
+const ETCD_PKI = [...ETCD_INPUTS, pki("healthcheck-client.crt"), pki("healthcheck-client.key")];
 
 export class EtcdCluster extends pulumi.ComponentResource {
-    /** Every member healthy with a leader: later components wait on these. */
-    readonly ready: pulumi.Resource[];
-    /** Users, roles and authentication enabled (after the health gates). */
-    readonly auth: pulumi.Resource;
+    /** Every member converged and the cluster healthy with a leader. */
+    readonly members: HostGroup;
+    /** Users, roles and authentication enabled (after the members). */
+    readonly auth: HostScript;
 
     constructor(name: string, args: EtcdClusterArgs, opts?: pulumi.ComponentResourceOptions) {
         super("kubeha:etcd:EtcdCluster", name, {}, opts);
         const { spec, hosts } = args;
         const artifact = artifactsFor(spec).find((a) => a.key === "etcd")!;
-        const child = { parent: this };
+        const binaries = artifactBinaries(artifact, spec.binarySource);
+        const backup = renderEtcdBackupUnits(spec);
+        const health = { what: "etcd cluster (every member healthy, a leader elected)", check: etcdClusterHealthCheck(spec), timeoutSeconds: 300 };
 
-        // Members start in order; each restart of a running member first waits for the whole cluster
-        // to be healthy (etcdRestartScript), so a change never takes two members down at once.
-        const starts: pulumi.Resource[] = [];
-        const memberDigests: pulumi.Output<string>[] = [];
-        for (const m of spec.masters) {
-            const ctx = hosts[m.name];
-            const install = installArtifact(`${name}-${m.name}-etcd-binaries`, ctx.target, artifact, spec.binarySource, { ...child, dependsOn: [ctx.base] });
-            const unit = renderEtcdUnit(spec, m);
-            const digest = pulumi.all([digestOf(ctx.pki, ETCD_INPUTS), sha256(unit), artifact.sha256 ?? artifact.version]).apply((d) => sha256(d.join()));
-            memberDigests.push(digest);
-            starts.push(systemdService(`${name}-${m.name}-etcd`, ctx.target, {
-                unit: ETCD.unit, content: unit, inputs: [digest], restart: etcdRestartScript(spec, m),
-                // `pulumi destroy` removes the member's data too, like `kubeadm reset`.
-                removeOnDelete: [spec.etcd.dataDir, spec.etcd.walDir, ETCD.healthyMarker],
-            }, { ...child, dependsOn: [install, ctx.pkiFiles, ...starts.slice(-1)] }));
-        }
-
-        const clusterDigest = pulumi.all(memberDigests).apply((d) => sha256(d.join()));
-        this.ready = spec.masters.map((m) => waitHealthy(`${name}-${m.name}-etcd-healthy`, hosts[m.name].target, {
-            what: "etcd cluster (every member healthy, a leader elected)",
-            check: `${etcdClusterHealthCheck(spec)} && mkdir -p ${STATE_DIR} && touch ${ETCD.healthyMarker}`,
-            timeoutSeconds: 300,
-            rerunOn: [clusterDigest],
-        }, { ...child, dependsOn: starts }));
+        const members = spec.masters.map((m) => hosts[m.name].pki.apply((files) => hostManifest(m, {
+            files: [
+                ...pickPki(m.name, files, ETCD_PKI),
+                unitFile(ETCD.unit, renderEtcdUnit(spec, m)),
+                { path: ETCD.backupScript, content: renderEtcdBackupScript(spec), mode: "0755", secret: false },
+                unitFile(ETCD.backupService, backup.service),
+                unitFile(ETCD.backupTimer, backup.timer),
+            ],
+            binaries,
+            steps: [
+                unit({
+                    name: ETCD.unit, reads: [unitPath(ETCD.unit), ...ETCD_INPUTS, `${BIN_DIR}/etcd`], health,
+                    // `pulumi destroy` removes the member's data too, like `kubeadm reset`.
+                    removeOnDelete: [spec.etcd.dataDir, spec.etcd.walDir],
+                }),
+                // The timer runs the script by path: a changed script needs no restart of the timer.
+                unit({ name: ETCD.backupTimer, reads: [unitPath(ETCD.backupTimer), unitPath(ETCD.backupService)] }),
+            ],
+        })));
+        this.members = new HostGroup(`${name}-members`, {
+            group: "etcd",
+            members: pulumi.all(members),
+            roll: { batch: 1, lastIf: etcdIsLeaderCheck(spec), preGate: health },
+        }, { parent: this, dependsOn: args.prepared });
 
         // Role-based access once the cluster is healthy: the flanneld certificate every node holds
         // reaches only flannel's prefix, never kube-apiserver's /registry (render/etcd-auth.ts).
         const authScript = renderEtcdAuthScript(spec);
-        this.auth = runScript(`${name}-auth`, hosts[spec.masters[0].name].target, { script: authScript, rerunOn: [sha256(authScript)] },
-            { ...child, dependsOn: this.ready });
-
-        // Snapshot backups on every master, on a timer.
-        const backupScript = renderEtcdBackupScript(spec);
-        const backupUnits = renderEtcdBackupUnits(spec);
-        spec.masters.forEach((m, i) => {
-            const ctx = hosts[m.name];
-            const script = putFiles(`${name}-${m.name}-etcd-backup-script`, ctx.target,
-                [{ path: ETCD.backupScript, content: backupScript, mode: "0755", secret: false }], child);
-            systemdService(`${name}-${m.name}-etcd-backup`, ctx.target, {
-                unit: ETCD.backupTimer, content: backupUnits.timer, companions: [{ unit: ETCD.backupService, content: backupUnits.service }],
-                // The timer runs the script by path: a changed script needs no restart of the timer.
-                inputs: [], restart: `systemctl restart ${ETCD.backupTimer}`,
-            }, { ...child, dependsOn: [script, this.ready[i]] });
-        });
+        this.auth = new HostScript(`${name}-auth`, { what: "etcd users, roles and authentication", host: spec.masters[0], script: authScript, rerunOn: [sha256(authScript)] },
+            { parent: this, dependsOn: [this.members] });
         this.registerOutputs({});
     }
 }

@@ -1,69 +1,75 @@
 // FlannelNetwork: the pod network. The network config goes into etcd (v3 API) once etcd is
-// healthy; then flanneld runs on every master and node with its etcd client certificate, and
-// writes /run/flannel/subnet.env, which the flannel CNI plugin reads for every pod.
+// healthy and its access control is on; then flanneld runs on every master and node with its etcd
+// client certificate, and writes /run/flannel/subnet.env, which the flannel CNI plugin reads for
+// every pod. A node's flanneld belongs to the node (WorkerPool), so that it goes after the node
+// was drained; this component runs it on the masters that are not nodes.
 import * as pulumi from "@pulumi/pulumi";
-import { ClusterSpec } from "../spec/types";
+import { ClusterSpec, Host } from "../spec/types";
 import { artifactsFor } from "../spec/artifacts";
-import { digestOf, installArtifact, runScript, sha256, systemdService, waitHealthy } from "../host/remote";
+import { artifactBinaries, HostBinary, HostGroup, hostManifest, HostScript, sha256, StepSpec, unit } from "../host/group";
 import {
     FLANNEL, flannelConfigPutCommand, flanneldEtcdClientFiles, flannelHosts, renderFlanneldUnit, renderFlannelNetworkConfig,
 } from "../render/flannel";
-import { FLANNEL_SUBNET_FILE } from "../render/paths";
-import { HostContexts } from "./context";
+import { BIN_DIR, FLANNEL_SUBNET_FILE } from "../render/paths";
+import { HostFile } from "../render/types";
+import { HostContexts, pickPki, unitFile, unitPath } from "./context";
 
 export interface FlannelNetworkArgs {
     spec: ClusterSpec;
     hosts: HostContexts;
-    /** The etcd health gates: the network config is written once etcd is healthy. */
+    /** etcd is healthy and its users and roles are in place. */
     etcdReady: pulumi.Resource[];
 }
 
-/** The network interfaces flanneld and the CNI bridge create: removed with flanneld on destroy. */
+/** The network interfaces flanneld and the CNI bridge create: removed with flanneld. */
 export const FLANNEL_LINKS = ["flannel.1", "flannel-wg", "cni0"];
 
+/** What flanneld needs on a host: its etcd client certificate, unit, binary, and the step that runs it. */
+export function flanneldOnHost(spec: ClusterSpec, h: Host, pki: HostFile[]): { files: HostFile[]; binaries: HostBinary[]; step: StepSpec } {
+    const etcd = flanneldEtcdClientFiles();
+    const artifact = artifactsFor(spec).find((a) => a.key === "flannel")!;
+    return {
+        files: [...pickPki(h.name, pki, [etcd.ca, etcd.cert, etcd.key]), unitFile(FLANNEL.unit, renderFlanneldUnit(spec, h))],
+        binaries: artifactBinaries(artifact, spec.binarySource),
+        step: unit({
+            name: FLANNEL.unit, reads: [unitPath(FLANNEL.unit), etcd.ca, etcd.cert, etcd.key, `${BIN_DIR}/flanneld`],
+            health: { what: "flanneld (subnet lease and subnet file)", check: `systemctl is-active -q ${FLANNEL.unit} && test -s ${FLANNEL_SUBNET_FILE}`, timeoutSeconds: 120 },
+            cleanup: FLANNEL_LINKS.map((l) => `ip link delete ${l} 2>/dev/null || true`).join("\n"),
+            removeOnDelete: ["/run/flannel"],
+        }),
+    };
+}
+
 export class FlannelNetwork extends pulumi.ComponentResource {
-    /** Per host: flanneld holds a subnet lease and wrote the subnet file. */
-    readonly ready: Record<string, pulumi.Resource>;
+    /** The network config is in etcd: flanneld may start. */
+    readonly config: HostScript;
+    /** flanneld on the masters that are not nodes. */
+    readonly masters?: HostGroup;
 
     constructor(name: string, args: FlannelNetworkArgs, opts?: pulumi.ComponentResourceOptions) {
         super("kubeha:network:FlannelNetwork", name, {}, opts);
         const { spec, hosts } = args;
-        const child = { parent: this };
         if (spec.network.flannelMode !== "etcd") {
             throw new Error("kubeha:flannelMode: kube-subnet-mgr is rendered (npm run render) but not deployed yet: flanneld's API client certificate and kubeconfig are missing from the PKI; use flannelMode=etcd");
         }
-        const artifact = artifactsFor(spec).find((a) => a.key === "flannel")!;
-
         // 1. The network config, through the v3 API (etcd 3.6 has no v2 API), from the first master.
         const netConfig = renderFlannelNetworkConfig(spec);
-        const first = hosts[spec.masters[0].name];
-        const config = runScript(`${name}-config`, first.target, {
-            script: `${flannelConfigPutCommand(spec)} >/dev/null`,
-            stdin: netConfig,
+        this.config = new HostScript(`${name}-config`, {
+            what: "flannel network config in etcd", host: spec.masters[0],
+            script: `${flannelConfigPutCommand(spec)} >/dev/null`, stdin: netConfig,
             rerunOn: [sha256(netConfig), flannelConfigPutCommand(spec)],
-        }, { ...child, dependsOn: args.etcdReady });
+        }, { parent: this, dependsOn: args.etcdReady });
 
-        // 2. flanneld on every master and node, all hosts in parallel.
-        const etcdFiles = flanneldEtcdClientFiles();
-        this.ready = Object.fromEntries(flannelHosts(spec).map((h) => {
-            const ctx = hosts[h.name];
-            const res = (s: string) => `${name}-${h.name}-${s}`;
-            const install = installArtifact(res("flanneld-binary"), ctx.target, artifact, spec.binarySource, { ...child, dependsOn: [ctx.base] });
-            const unit = renderFlanneldUnit(spec, h);
-            const digest = pulumi.all([sha256(unit), digestOf(ctx.pki, [etcdFiles.ca, etcdFiles.cert, etcdFiles.key]), artifact.sha256 ?? artifact.version])
-                .apply((d) => sha256(d.join()));
-            const service = systemdService(res("flanneld"), ctx.target, {
-                unit: FLANNEL.unit, content: unit, inputs: [digest],
-                removeOnDelete: ["/run/flannel"],
-                cleanupOnDelete: FLANNEL_LINKS.map((l) => `ip link delete ${l} 2>/dev/null || true`).join("\n"),
-            }, { ...child, dependsOn: [install, ctx.pkiFiles, config] });
-            const ready = waitHealthy(res("flanneld-ready"), ctx.target, {
-                what: "flanneld (subnet lease and subnet file)",
-                check: `systemctl is-active -q ${FLANNEL.unit} && test -s ${FLANNEL_SUBNET_FILE}`,
-                timeoutSeconds: 120, rerunOn: [digest],
-            }, { ...child, dependsOn: [service] });
-            return [h.name, ready];
-        }));
+        // 2. flanneld on the masters that are not nodes, all at once (the nodes run theirs).
+        const masters = flannelHosts(spec).filter((h) => !h.roles.includes("worker"));
+        if (masters.length > 0) {
+            const members = masters.map((m) => hosts[m.name].pki.apply((pki) => {
+                const f = flanneldOnHost(spec, m, pki);
+                return hostManifest(m, { files: f.files, binaries: f.binaries, steps: [f.step] });
+            }));
+            this.masters = new HostGroup(`${name}-masters`, { group: "master-network", members: pulumi.all(members), roll: { batch: 1 } },
+                { parent: this, dependsOn: [this.config] });
+        }
         this.registerOutputs({});
     }
 }

@@ -139,7 +139,7 @@ export async function runProgram<T>(program: () => T): Promise<T> {
 export async function buildCluster(overrides: RawConfig = {}): Promise<Recorded[]> {
     const recorded = await startMocks();
     const { Cluster } = await import("../components/cluster");
-    const cluster = await runProgram(() => new Cluster("kubeha", { spec: specOf(HA_RAW, overrides), sshPrivateKey: "KEY" }));
+    const cluster = await runProgram(() => new Cluster("kubeha", { spec: specOf(HA_RAW, overrides) }));
     await promiseOf(cluster.kubeconfig);
     await settled(recorded);
     return [...recorded];

@@ -1,84 +1,98 @@
+// The resource graph of a whole cluster (mocks): a handful of host resources per role instead of one
+// command per file and unit, nothing about how kubeha reaches hosts in any resource, secrets only in
+// the secret payload, and each host given exactly its share.
 import { strict as assert } from "node:assert";
+import { isDeepStrictEqual } from "node:util";
 import * as pulumi from "@pulumi/pulumi";
-import { promiseOf, Recorded, runProgram, settled, startMocks } from "../mocks";
-import { HA_RAW } from "../fixtures";
-import { loadClusterSpec } from "../../spec/config";
-import type { Cluster } from "../../components/cluster";
 import { parse } from "yaml";
+import { buildCluster, promiseOf, Recorded, runProgram, settled, startMocks } from "../mocks";
+import { HA_RAW, specOf } from "../fixtures";
+import type { Cluster } from "../../components/cluster";
+import { GROUP, groups, group, SCRIPT } from "./host-graph";
 
-describe("Cluster resource graph (mocks)", () => {
-    const knownHosts = ["198.18.0.11", "198.18.0.12", "198.18.0.13", "198.18.0.21", "198.18.0.22", "198.18.0.31", "198.18.0.32"]
-        .map((ip, i) => `${ip} ssh-ed25519 AAAAHOSTKEY${i}`).join("\n");
-    const { spec } = loadClusterSpec({ ...HA_RAW, sshHostKeyChecking: true, sshUser: "kubeha" }, { knownHosts, strict: true });
-    const SSH_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nSSH-KEY-MATERIAL\n-----END OPENSSH PRIVATE KEY-----\n";
+/** Every private key in a text: PEM blocks, and the base64 client-key-data of a kubeconfig. */
+function privateKeys(content: string): string[] {
+    const pem = /-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----/g;
+    const embedded = [...content.matchAll(/client-key-data:\s*(\S+)/g)].map((m) => Buffer.from(m[1], "base64").toString());
+    return [content, ...embedded].flatMap((c) => c.match(pem) ?? []);
+}
+
+/** A resource's inputs without the secret ones and the serialized provider. */
+const publicInputs = (r: Recorded) => Object.fromEntries(Object.entries(r.inputs).filter(([k]) => !r.secretInputs.includes(k) && k !== "__provider"));
+
+describe("Cluster resource graph (mocks)", function () {
+    this.timeout(60_000);
     let recorded: Recorded[];
     let cluster: Cluster;
 
     before(async () => {
         recorded = await startMocks();
         const { Cluster } = await import("../../components/cluster");
-        cluster = await runProgram(() => new Cluster("kubeha", { spec, sshPrivateKey: SSH_KEY }));
+        cluster = await runProgram(() => new Cluster("kubeha", { spec: specOf(HA_RAW) }));
         await promiseOf(cluster.kubeconfig);
         await settled(recorded);
+        recorded = [...recorded];
     });
 
-    const commands = () => recorded.filter((r) => r.type === "command:remote:Command");
-
-    it("is a component tree: Cluster > CertificateAuthority > tls resources; host commands under Cluster", () => {
+    it("is a component tree: Cluster > components > host resources; tls resources under the CA", () => {
         assert.equal(recorded.find((r) => r.type === "kubeha:index:Cluster")?.name, "kubeha");
-        assert.equal(recorded.find((r) => r.type === "kubeha:pki:CertificateAuthority")?.parent, "kubeha");
         for (const r of recorded.filter((x) => x.type.startsWith("tls:"))) assert.equal(r.parent, "kubeha-pki", r.name);
-        for (const r of recorded.filter((x) => x.type.startsWith("random:"))) assert.ok(["kubeha-pki", "kubeha-lb"].includes(r.parent!), r.name);
         const components = recorded.filter((r) => r.type.startsWith("kubeha:")).map((r) => r.name);
-        for (const c of commands()) assert.ok(components.includes(c.parent!), `${c.name} is parented by a component (${c.parent})`);
-        assert.equal(recorded.find((r) => r.type === "kubeha:etcd:EtcdCluster")?.parent, "kubeha");
-        assert.equal(recorded.find((r) => r.type === "kubeha:controlplane:ControlPlane")?.parent, "kubeha");
+        for (const r of recorded.filter((x) => x.type === GROUP || x.type === SCRIPT)) assert.ok(components.includes(r.parent!), `${r.name} is parented by a component (${r.parent})`);
     });
 
-    it("puts PKI on every host with one command per host, over SSH with the host's pinned key", () => {
-        const pki = commands().filter((c) => c.name.endsWith("-pki"));
-        assert.deepEqual(pki.map((c) => c.name).sort(), spec.hosts.map((h) => `kubeha-${h.name}-pki`).sort());
-        for (const c of pki) {
-            const host = spec.hosts.find((h) => c.name === `kubeha-${h.name}-pki`)!;
-            assert.equal(c.inputs.connection.host, host.ip);
-            assert.equal(c.inputs.connection.user, "kubeha");
-            assert.equal(c.inputs.connection.hostKey, host.hostKey);
-            assert.match(c.inputs.create, /^sudo -n sh -c /, "non-root user goes through sudo");
-            assert.equal(c.inputs.update, c.inputs.create, "a change re-runs the same idempotent script instead of delete+create");
+    it("one HostGroup per role (and one per host for its preparation), each listing exactly the role's hosts", () => {
+        const byName = Object.fromEntries(groups(recorded).map((g) => [g.name, g.order]));
+        assert.deepEqual(byName, {
+            "kubeha-host-m1": ["m1"], "kubeha-host-m2": ["m2"], "kubeha-host-m3": ["m3"], "kubeha-host-w1": ["w1"], "kubeha-host-w2": ["w2"],
+            "kubeha-host-lb1": ["lb1"], "kubeha-host-lb2": ["lb2"],
+            "kubeha-etcd-members": ["m1", "m2", "m3"],
+            "kubeha-control-plane-masters": ["m1", "m2", "m3"],
+            "kubeha-lb-hosts": ["lb1", "lb2"],
+            "kubeha-network-masters": ["m1", "m2", "m3"],
+            "kubeha-nodes-hosts": ["w1", "w2"],
+        });
+        const hostResources = recorded.filter((r) => r.type === GROUP || r.type === SCRIPT).length;
+        assert.ok(hostResources < 30, `a few resources for 7 hosts, not one per file and unit (${hostResources})`);
+    });
+
+    it("no resource says how kubeha reaches a host: no user, port, key or host key in any input", () => {
+        for (const r of recorded.filter((x) => x.type === GROUP || x.type === SCRIPT)) {
+            const text = JSON.stringify(r.inputs);
+            assert.ok(!/"(user|port|privateKey|hostKey|connection|password)"/.test(text), r.name);
+            assert.ok(!text.includes("[secret]"), `${r.name} holds no SSH key`);
         }
     });
 
-    it("re-runs commands in place: no command uses triggers (a trigger change makes the provider replace it, running the old delete script)", () => {
-        for (const c of commands()) {
-            assert.equal(c.inputs.triggers, undefined, c.name);
-            if (c.inputs.update !== undefined) assert.equal(c.inputs.update, c.inputs.create, c.name);
+    it("key material travels only in secret inputs (the payload, a script's stdin), never in a manifest or script", () => {
+        for (const r of recorded.filter((x) => x.type === GROUP || x.type === SCRIPT)) {
+            const pub = JSON.stringify(publicInputs(r));
+            assert.deepEqual(privateKeys(pub.replace(/\\n/g, "\n")), [], `${r.name}: no private key in its public inputs`);
+            assert.ok(!/token-secret|secretbox|auth_pass/.test(pub), `${r.name}: no token, encryption key or VRRP password in its public inputs`);
         }
+        for (const g of groups(recorded)) assert.ok(g.rec.secretInputs.includes("payload"), `${g.name}: the payload is secret`);
+        const withKeys = groups(recorded).filter((g) => Object.values(g.payload).some((files) => Object.values(files).some((c) => privateKeys(c).length)));
+        assert.ok(withKeys.length >= 3, "keys do reach the hosts, inside payloads");
     });
 
-    it("sends file contents and the SSH key only as secrets, never on a command line", () => {
-        for (const c of commands()) {
-            assert.ok(c.secretInputs.includes("connection"), `${c.name}: connection (SSH key) is secret`);
-            const stdin = String(c.inputs.stdin ?? "");
-            const decoded = stdin.split("\n").map((l) => Buffer.from(l.split(" ")[2] ?? "", "base64").toString()).join("\n") + stdin;
-            if (/PRIVATE KEY|client-key-data|token-secret|secretbox/.test(decoded)) assert.ok(c.secretInputs.includes("stdin"), `${c.name}: stdin with key material is secret`);
-            for (const field of ["create", "update", "delete"]) {
-                const text = String(c.inputs[field] ?? "");
-                assert.ok(!text.includes("PRIVATE KEY"), `${c.name}.${field} has no key material`);
-                assert.ok(!text.includes("SSH-KEY-MATERIAL"));
+    it("a manifest lists a digest for every file whose content is in the payload, and nothing else", () => {
+        const { createHash } = require("node:crypto") as typeof import("node:crypto");
+        for (const g of groups(recorded)) {
+            for (const host of g.order) {
+                const files = g.hosts[host].files;
+                assert.deepEqual(Object.keys(files).sort(), Object.keys(g.payload[host]).sort(), `${g.name} ${host}`);
+                for (const [p, f] of Object.entries(files)) assert.equal(f.sha256, createHash("sha256").update(g.payload[host][p]).digest("hex"), `${g.name} ${host} ${p}`);
             }
         }
     });
 
-    it("delivers to each host exactly its share: the stdin decodes to that host's files", () => {
-        const decode = (stdin: string) => stdin.trim().split("\n").map((l) => {
-            const [path, mode, b64] = l.split(" ");
-            return { path, mode, content: Buffer.from(b64, "base64").toString() };
-        });
-        const lb = decode(commands().find((c) => c.name === "kubeha-lb1-pki")!.inputs.stdin);
-        assert.deepEqual(lb.map((f) => f.path), ["/etc/kubernetes/pki/ca.crt"]);
-        const m1 = decode(commands().find((c) => c.name === "kubeha-m1-pki")!.inputs.stdin);
-        assert.ok(m1.some((f) => f.path === "/etc/kubernetes/pki/etcd/peer.key" && f.mode === "0600" && f.content.includes("PRIVATE KEY")));
-        assert.match(commands().find((c) => c.name === "kubeha-m1-pki")!.inputs.delete, /rm -f .*'\/etc\/kubernetes\/pki\/etcd\/peer\.key'/);
+    it("delivers to each host exactly its share: an lb host gets no private key; m1 gets its own etcd peer key, 0600", () => {
+        const lb = group(recorded, "kubeha-lb-hosts");
+        for (const c of Object.values(lb.payload.lb1)) assert.deepEqual(privateKeys(c), []);
+        const etcd = group(recorded, "kubeha-etcd-members");
+        const peer = etcd.hosts.m1.files["/etc/kubernetes/pki/etcd/peer.key"];
+        assert.equal(peer.mode, "0600");
+        assert.notEqual(etcd.payload.m1["/etc/kubernetes/pki/etcd/peer.key"], etcd.payload.m2["/etc/kubernetes/pki/etcd/peer.key"]);
     });
 
     it("exports the admin kubeconfig through the VIP as a secret", async () => {
@@ -86,5 +100,25 @@ describe("Cluster resource graph (mocks)", () => {
         const kc = parse(await promiseOf(cluster.kubeconfig));
         assert.equal(kc.clusters[0].cluster.server, "https://198.18.0.10:8443");
         assert.equal(cluster.apiEndpoint, "https://198.18.0.10:8443");
+    });
+});
+
+describe("how kubeha reaches hosts is not part of any resource (mocks)", function () {
+    this.timeout(60_000);
+    it("a new SSH key, user, port or host-key setting leaves every resource's inputs as they were", async () => {
+        const strip = (rs: Recorded[]) => new Map(rs.filter((r) => r.type === GROUP || r.type === SCRIPT).map((r) => [r.name, { ...r.inputs, __provider: undefined }]));
+        const before = strip(await buildCluster());
+        const after = strip(await buildCluster({ sshPrivateKey: "[another secret]", sshUser: "deploy", sshPort: 2222 }));
+        assert.deepEqual([...after.keys()], [...before.keys()]);
+        const changed = [...after].filter(([n, i]) => !isDeepStrictEqual(before.get(n), i)).map(([n]) => n);
+        assert.deepEqual(changed, []);
+    });
+
+    it("but a setting that ends up on a host does change the resource that writes it (the comparison can fail)", async () => {
+        const strip = (rs: Recorded[]) => new Map(rs.filter((r) => r.type === GROUP).map((r) => [r.name, r.inputs.hosts]));
+        const before = strip(await buildCluster());
+        const after = strip(await buildCluster({ maxPods: 50 }));
+        const changed = [...after].filter(([n, i]) => !isDeepStrictEqual(before.get(n), i)).map(([n]) => n);
+        assert.deepEqual(changed, ["kubeha-nodes-hosts"]);
     });
 });

@@ -1,145 +1,140 @@
-// Ordering and restart scope of the control plane, read from the resource graph the program builds.
+// The control plane and its load balancer as host resources (mocks): what each role's hosts run and
+// in which order, how each group rolls, and what a change restarts on hosts that already run the
+// previous config — computed by the real planner (host/plan.ts), so "a change restarts exactly the
+// units that read it" is checked end to end through the components.
 import { strict as assert } from "node:assert";
 import { buildCluster, Recorded } from "../mocks";
-import { RawConfig } from "../../spec/config";
+import { ancestors, disruptions, group, named, stepNames } from "./host-graph";
+import { UnitStep } from "../../host/types";
 
-const build = buildCluster;
+const ETCD_ENDPOINTS = "https://198.18.0.11:2379,https://198.18.0.12:2379,https://198.18.0.13:2379";
 
-const named = (rs: Recorded[], name: string) => {
-    const r = rs.find((x) => x.name === name);
-    assert.ok(r, `resource ${name} exists`);
-    return r!;
-};
-
-/** Every resource `name` depends on, directly or through others (dependsOn only). */
-function ancestors(rs: Recorded[], name: string, seen = new Set<string>()): Set<string> {
-    for (const d of named(rs, name).dependsOn) {
-        if (!seen.has(d)) {
-            seen.add(d);
-            ancestors(rs, d, seen);
-        }
-    }
-    return seen;
-}
-
-/** What makes each remote command re-run (its script, with the inputs digest in its first line), by resource name. */
-const triggers = (rs: Recorded[]) => new Map(rs.filter((r) => r.type === "command:remote:Command").map((r) => [r.name, JSON.stringify([r.inputs.create, r.inputs.update])]));
-
-describe("control plane ordering (mocks)", () => {
+describe("etcd and the control plane (mocks)", function () {
+    this.timeout(60_000);
     let rs: Recorded[];
     before(async () => {
-        rs = await build();
+        rs = await buildCluster();
     });
 
-    it("installs binaries and puts certificates before starting etcd", () => {
-        const deps = ancestors(rs, "kubeha-etcd-m2-etcd");
-        assert.ok(deps.has("kubeha-etcd-m2-etcd-binaries"));
-        assert.ok(deps.has("kubeha-m2-pki"));
+    it("etcd members come after each master's preparation, with their certificates and binary read by the unit", () => {
+        const deps = ancestors(rs, "kubeha-etcd-members");
+        for (const m of ["m1", "m2", "m3"]) assert.ok(deps.has(`kubeha-host-${m}`), m);
+        assert.ok(!deps.has("kubeha-host-w1"), "not after the workers' preparation");
+        const etcd = group(rs, "kubeha-etcd-members");
+        assert.deepEqual(stepNames(etcd, "m2"), ["etcd.service", "kubeha-etcd-backup.timer"]);
+        const unit = etcd.hosts.m2.steps[0] as UnitStep;
+        for (const r of ["/etc/kubernetes/pki/etcd/peer.key", "/etc/kubernetes/pki/etcd/server.crt", "/usr/local/bin/etcd", "/etc/systemd/system/etcd.service"]) assert.ok(unit.reads.includes(r), r);
     });
 
-    it("starts etcd members in order and gates on the whole cluster being healthy", () => {
-        assert.ok(ancestors(rs, "kubeha-etcd-m3-etcd").has("kubeha-etcd-m2-etcd"));
-        assert.ok(ancestors(rs, "kubeha-etcd-m2-etcd").has("kubeha-etcd-m1-etcd"));
+    it("etcd rolls one member at a time, the leader last, each behind the whole cluster's health", () => {
+        const etcd = group(rs, "kubeha-etcd-members");
+        assert.equal(etcd.roll.batch, 1);
+        assert.match(etcd.roll.lastIf!, /endpoint status/);
+        const health = (etcd.hosts.m1.steps[0] as UnitStep).health!;
+        assert.ok(health.check.includes(ETCD_ENDPOINTS) && /endpoint health/.test(health.check), health.check);
+        assert.deepEqual(etcd.roll.preGate, health, "nothing restarts unless every member is healthy");
+    });
+
+    it("no apiserver starts before etcd converged; each master runs apiserver, controller-manager, scheduler in that order, each behind its gate", () => {
+        assert.ok(ancestors(rs, "kubeha-control-plane-masters").has("kubeha-etcd-members"));
+        const cp = group(rs, "kubeha-control-plane-masters");
+        assert.equal(cp.roll.batch, 1);
         for (const m of ["m1", "m2", "m3"]) {
-            const gate = ancestors(rs, `kubeha-etcd-${m}-etcd-healthy`);
-            for (const other of ["m1", "m2", "m3"]) assert.ok(gate.has(`kubeha-etcd-${other}-etcd`), `${m}'s gate waits for ${other}`);
-            assert.match(named(rs, `kubeha-etcd-${m}-etcd-healthy`).inputs.create, /etcdctl --endpoints=https:\/\/198\.18\.0\.11:2379,https:\/\/198\.18\.0\.12:2379,https:\/\/198\.18\.0\.13:2379 .* endpoint health/);
+            assert.deepEqual(stepNames(cp, m), ["kube-apiserver.service", "kube-controller-manager.service", "kube-scheduler.service"]);
+            assert.deepEqual(cp.hosts[m].steps.map((s) => s.health?.what), ["kube-apiserver /readyz", "kube-controller-manager /healthz", "kube-scheduler /healthz"]);
         }
     });
 
-    it("a running member restarts only when every member is healthy (never two down)", () => {
-        const create = named(rs, "kubeha-etcd-m2-etcd").inputs.create as string;
-        assert.match(create, /if systemctl is-active --quiet etcd\.service && \[ -f \/var\/lib\/kubeha\/etcd-was-healthy \]; then/);
-        assert.match(create, /until [^\n]*endpoint health[^\n]*\n[\s\S]*?done\n {2}systemctl restart etcd\.service\nelse\n {2}systemctl restart --no-block etcd\.service/);
-    });
-
-    it("no apiserver starts before etcd is healthy", () => {
-        for (const m of ["m1", "m2", "m3"]) {
-            const deps = ancestors(rs, `kubeha-control-plane-${m}-apiserver`);
-            for (const e of ["m1", "m2", "m3"]) assert.ok(deps.has(`kubeha-etcd-${e}-etcd-healthy`), `${m} apiserver after etcd gate ${e}`);
-        }
-    });
-
-    it("rolls each component one master at a time behind the previous master's health gate", () => {
-        for (const c of ["apiserver", "controllerManager", "scheduler"]) {
-            assert.ok(named(rs, `kubeha-control-plane-m2-${c}`).dependsOn.includes(`kubeha-control-plane-m1-${c}-healthy`), c);
-            assert.ok(named(rs, `kubeha-control-plane-m3-${c}`).dependsOn.includes(`kubeha-control-plane-m2-${c}-healthy`), c);
-        }
-        assert.ok(ancestors(rs, "kubeha-control-plane-m1-controllerManager").has("kubeha-control-plane-m1-apiserver-healthy"));
-    });
-
-    it("applies the bootstrap token and RBAC through the first apiserver once it is ready", () => {
+    it("applies the bootstrap token and RBAC through the first apiserver once the masters converged, the token as a secret", () => {
         const b = named(rs, "kubeha-control-plane-bootstrap-rbac");
-        assert.ok(b.dependsOn.includes("kubeha-control-plane-m1-apiserver-healthy"));
-        assert.ok(b.secretInputs.includes("stdin"), "the token travels as a secret");
+        assert.ok(ancestors(rs, b.name).has("kubeha-control-plane-masters"));
+        assert.ok(b.secretInputs.includes("stdin"));
         assert.match(b.inputs.stdin, /type: bootstrap\.kubernetes\.io\/token/);
-        assert.match(b.inputs.create, /kubectl --kubeconfig=\/etc\/kubernetes\/admin\.conf --server=https:\/\/127\.0\.0\.1:6443 apply/);
-        assert.ok(!b.inputs.create.includes("token-secret"));
+        assert.match(b.inputs.script, /kubectl --kubeconfig=\/etc\/kubernetes\/admin\.conf --server=https:\/\/127\.0\.0\.1:6443 apply/);
+        assert.ok(!b.inputs.script.includes("token-secret"));
+        assert.equal(b.inputs.host.address, "198.18.0.11");
     });
 });
 
-describe("API load balancer (mocks)", () => {
+describe("API load balancer (mocks)", function () {
+    this.timeout(60_000);
     let rs: Recorded[];
     before(async () => {
-        rs = await build();
+        rs = await buildCluster();
     });
 
-    it("puts the proxy up before keepalived claims the VIP, on both lb hosts", () => {
+    it("the proxy listens before keepalived claims the VIP; a config change reloads nginx and keepalived instead of restarting them", () => {
+        const lb = group(rs, "kubeha-lb-hosts");
         for (const h of ["lb1", "lb2"]) {
-            const ka = ancestors(rs, `kubeha-lb-${h}-keepalived`);
-            assert.ok(ka.has(`kubeha-lb-${h}-proxy-listening`) && ka.has(`kubeha-lb-${h}-proxy`) && ka.has(`kubeha-lb-${h}-vrrp-config`));
+            const [nginx, ka] = lb.hosts[h].steps as UnitStep[];
+            assert.deepEqual([nginx.name, ka.name], ["kubeha-apiserver-lb.service", "keepalived.service"]);
+            assert.deepEqual(nginx.reloadOn, ["/etc/kubeha/apiserver-lb/nginx.conf"]);
+            assert.equal(ka.onChange, "reload");
         }
     });
 
-    it("keeps the VRRP password secret: keepalived.conf travels as a secret, never on a command line", () => {
-        const files = named(rs, "kubeha-lb-lb1-vrrp-config");
-        assert.ok(files.secretInputs.includes("stdin"));
-        const conf = files.inputs.stdin.split("\n").map((l: string) => Buffer.from(l.split(" ")[2] ?? "", "base64").toString()).join("\n");
-        const pass = /auth_pass\s+(\S+)/.exec(conf)![1];
-        assert.equal(pass.length, 8);
-        for (const r of rs.filter((x) => x.type === "command:remote:Command")) assert.ok(!String(r.inputs.create).includes(pass), r.name);
+    it("rolls one lb host at a time, the VIP holder last (the VIP moves at most once)", () => {
+        const lb = group(rs, "kubeha-lb-hosts");
+        assert.equal(lb.roll.batch, 1);
+        assert.match(lb.roll.lastIf!, /198\.18\.0\.10/);
     });
 
-    it("nothing uses the VIP before the lb hosts and every master's control plane are ready", () => {
+    it("keeps the VRRP password secret: keepalived.conf is a 0600 file whose content is only in the payload", () => {
+        const lb = group(rs, "kubeha-lb-hosts");
+        assert.equal(lb.hosts.lb1.files["/etc/keepalived/keepalived.conf"].mode, "0600");
+        const pass = /auth_pass\s+(\S+)/.exec(lb.payload.lb1["/etc/keepalived/keepalived.conf"])![1];
+        assert.equal(pass.length, 8);
+        for (const r of rs) {
+            const pub = JSON.stringify(Object.fromEntries(Object.entries(r.inputs).filter(([k]) => !r.secretInputs.includes(k))));
+            assert.ok(!pub.includes(pass), r.name);
+        }
+    });
+
+    it("nothing uses the VIP before the lb hosts and every master's control plane converged", () => {
         const gate = named(rs, "kubeha-api-endpoint-ready");
-        assert.match(gate.inputs.create, /https:\/\/198\.18\.0\.10:8443\/readyz/);
-        const deps = ancestors(rs, "kubeha-api-endpoint-ready");
-        for (const d of ["kubeha-lb-lb1-keepalived", "kubeha-lb-lb2-keepalived", "kubeha-control-plane-m3-apiserver-healthy", "kubeha-control-plane-bootstrap-rbac"]) assert.ok(deps.has(d), d);
+        assert.match(gate.inputs.script, /https:\/\/198\.18\.0\.10:8443\/readyz/);
+        const deps = ancestors(rs, gate.name);
+        for (const d of ["kubeha-lb-hosts", "kubeha-control-plane-masters"]) assert.ok(deps.has(d), d);
     });
 
     it("without lb hosts there is no load balancer and clients use the first master", async () => {
-        const single = await build({ loadBalancers: [], vip: "" });
+        const single = await buildCluster({ loadBalancers: [], vip: "" });
         assert.ok(!single.some((r) => r.type === "kubeha:lb:ApiLoadBalancer"));
-        assert.match(named(single, "kubeha-api-endpoint-ready").inputs.create, /https:\/\/198\.18\.0\.11:6443\/readyz/);
+        assert.match(named(single, "kubeha-api-endpoint-ready").inputs.script, /https:\/\/198\.18\.0\.11:6443\/readyz/);
     });
 });
 
-describe("restart scope: a change restarts exactly the units that read it (mocks)", () => {
-    let base: Map<string, string>;
+describe("restart scope: a change restarts exactly the units that read it (mocks + the real planner)", function () {
+    this.timeout(120_000);
+    let base: Recorded[];
     before(async () => {
-        base = triggers(await build());
+        base = await buildCluster();
     });
-    const changed = async (overrides: RawConfig) => {
-        const next = triggers(await build(overrides));
-        return [...next].filter(([n, t]) => base.get(n) !== t).map(([n]) => n).sort();
-    };
+    const changed = async (overrides: Parameters<typeof buildCluster>[0]) => disruptions(base, await buildCluster(overrides));
+    const on = (hosts: string[], group: string, unit: string, op = "restart") => hosts.map((h) => `${group} ${h} ${unit} ${op}`);
+    const MASTERS = ["m1", "m2", "m3"];
 
-    it("the same config twice changes nothing", async () => {
+    it("the same config twice changes nothing on any host", async () => {
         assert.deepEqual(await changed({}), []);
     });
 
-    it("an etcd flag re-runs only the etcd members (and the gates after them)", async () => {
-        const c = await changed({ etcdHeartbeatMs: 200 });
-        assert.deepEqual(c.filter((n) => !n.endsWith("-healthy")), ["kubeha-etcd-m1-etcd", "kubeha-etcd-m2-etcd", "kubeha-etcd-m3-etcd"]);
+    it("an etcd flag restarts only the etcd members", async () => {
+        assert.deepEqual(await changed({ etcdHeartbeatMs: 200 }), on(MASTERS, "etcd", "etcd.service"));
     });
 
     it("an apiserver flag restarts only the apiservers", async () => {
-        const c = await changed({ apiserverExtraArgs: ["--v=2"] });
-        assert.deepEqual(c.filter((n) => !n.endsWith("-healthy")), ["kubeha-control-plane-m1-apiserver", "kubeha-control-plane-m2-apiserver", "kubeha-control-plane-m3-apiserver"]);
+        assert.deepEqual(await changed({ apiserverExtraArgs: ["--v=2"] }), on(MASTERS, "control-plane", "kube-apiserver.service"));
     });
 
     it("a scheduler flag restarts only the schedulers", async () => {
-        const c = await changed({ schedulerExtraArgs: ["--v=3"] });
-        assert.deepEqual(c.filter((n) => !n.endsWith("-healthy")), ["kubeha-control-plane-m1-scheduler", "kubeha-control-plane-m2-scheduler", "kubeha-control-plane-m3-scheduler"]);
+        assert.deepEqual(await changed({ schedulerExtraArgs: ["--v=3"] }), on(MASTERS, "control-plane", "kube-scheduler.service"));
+    });
+
+    it("a VRRP setting reloads keepalived on the lb hosts and nothing else", async () => {
+        assert.deepEqual(await changed({ vrrpRouterId: 77 }), on(["lb1", "lb2"], "lb", "keepalived.service", "reload"));
+    });
+
+    it("a kubelet setting restarts only the kubelets", async () => {
+        assert.deepEqual(await changed({ maxPods: 50 }), on(["w1", "w2"], "nodes", "kubelet.service"));
     });
 });
