@@ -5,8 +5,7 @@ import { PkiMaterial, renderPkiFiles } from "./pki";
 import { addFile, HostFiles, publicFile, secretFile } from "./types";
 import { LB_PATHS, renderApiserverCheckScript, renderKeepalivedConfig, renderLbUnit, renderNginxStreamConfig } from "./loadbalancer";
 import {
-    CNI_CONFLIST, CONTAINERD_CONFIG, FLANNEL_NET_CONFIG, KUBE_PROXY_CONFIG, KUBELET_CONFIG, MODULES_LOAD_CONF, PREFLIGHT_SCRIPT,
-    SYSCTL_CONF, SYSTEMD_DIR,
+    CNI_CONFLIST, CONTAINERD_CONFIG, FLANNEL_NET_CONFIG, KUBE_PROXY_CONFIG, KUBELET_CONFIG, SYSTEMD_DIR,
 } from "./paths";
 import { ETCD, renderEtcdBackupScript, renderEtcdBackupUnits, renderEtcdUnit } from "./etcd";
 import {
@@ -16,8 +15,9 @@ import {
 import { FLANNEL, flannelHosts, renderCniConflist, renderFlanneldUnit, renderFlannelNetworkConfig } from "./flannel";
 import {
     NODE, nodeHosts, registryHostsPath, renderContainerdConfig, renderContainerdUnit, renderKubeletConfig, renderKubeletUnit,
-    renderKubeProxyConfig, renderKubeProxyUnit, renderModulesLoad, renderPreflightScript, renderRegistryHosts, renderSysctlConf,
+    renderKubeProxyConfig, renderKubeProxyUnit, renderRegistryHosts,
 } from "./node";
+import { renderHostPreparation } from "./host-prep";
 
 const unit = (name: string, content: string) => publicFile(`${SYSTEMD_DIR}/${name}`, content);
 
@@ -25,6 +25,8 @@ const unit = (name: string, content: string) => publicFile(`${SYSTEMD_DIR}/${nam
 export function renderHostFiles(spec: ClusterSpec, material: PkiMaterial, vrrpAuthPass: string): HostFiles {
     const files = renderPkiFiles(spec, material);
     const backup = renderEtcdBackupUnits(spec);
+    // Every host's preparation (kernel modules, sysctls, journald); its scripts run, they are not files.
+    for (const h of spec.hosts) for (const f of renderHostPreparation(spec, h).files) addFile(files, h.name, f);
     for (const m of spec.masters) {
         const add = (f: ReturnType<typeof publicFile>) => addFile(files, m.name, f);
         add(unit(ETCD.unit, renderEtcdUnit(spec, m)));
@@ -53,9 +55,6 @@ export function renderHostFiles(spec: ClusterSpec, material: PkiMaterial, vrrpAu
     }
     for (const n of nodeHosts(spec)) {
         const add = (f: ReturnType<typeof publicFile>) => addFile(files, n.name, f);
-        add(publicFile(MODULES_LOAD_CONF, renderModulesLoad(spec)));
-        add(publicFile(SYSCTL_CONF, renderSysctlConf()));
-        add({ ...publicFile(PREFLIGHT_SCRIPT, renderPreflightScript(spec, n)), mode: "0755" });
         add(publicFile(CONTAINERD_CONFIG, renderContainerdConfig(spec)));
         for (const m of spec.node.registryMirrors) add(publicFile(registryHostsPath(m.registry), renderRegistryHosts(m)));
         add(unit(NODE.containerdUnit, renderContainerdUnit()));

@@ -4,11 +4,11 @@
 import { stringify as toToml } from "smol-toml";
 import { Document, isMap, isScalar, stringify as toYaml } from "yaml";
 import { CAS } from "../pki/certlist";
-import { ClusterSpec, FlannelBackend, Host, KubeProxyMode, RegistryMirror } from "../spec/types";
+import { ClusterSpec, Host, RegistryMirror } from "../spec/types";
 import { FLANNEL } from "./flannel";
 import {
     BIN_DIR, CNI_BIN_DIR, CNI_CONF_DIR, CONTAINERD_CERTS_DIR, CONTAINERD_CONFIG, CONTAINERD_SOCKET, KUBE_PROXY_CONFIG,
-    KUBECONFIG, KUBELET_CONFIG, KUBELET_KUBECONFIG, KUBELET_PKI_DIR, KUBELET_RESOLV_CONF, MODULES_LOAD_CONF, SYSCTL_CONF,
+    KUBECONFIG, KUBELET_CONFIG, KUBELET_KUBECONFIG, KUBELET_PKI_DIR, KUBELET_RESOLV_CONF,
 } from "./paths";
 import { Args, argsToCommandLine, mergeArgs, renderUnit } from "./systemd";
 
@@ -16,8 +16,6 @@ export const NODE = {
     containerdUnit: "containerd.service",
     kubeletUnit: "kubelet.service",
     kubeProxyUnit: "kube-proxy.service",
-    /** Applies the rendered modules-load.d and sysctl.d files now (they apply at every boot anyway). */
-    applyKernelSettings: "systemctl restart systemd-modules-load.service; sysctl --system >/dev/null",
     kubeletHealthz: "http://127.0.0.1:10248/healthz",
     kubeProxyMetrics: "127.0.0.1:10249",
 } as const;
@@ -250,144 +248,4 @@ export function renderKubeProxyUnit(): string {
 
 // ---------------------------------------------------------------- kernel settings and preflight
 
-// Tables keyed by the unions: the compiler demands a row for every mode and backend.
-const PROXY_MODULES: Record<KubeProxyMode, string[]> = {
-    nftables: ["nf_tables"],
-    ipvs: ["ip_vs", "ip_vs_rr", "ip_vs_wrr", "ip_vs_sh", "nf_conntrack"],
-    iptables: [],
-};
-const BACKEND_MODULES: Record<FlannelBackend, string[]> = {
-    "vxlan": ["vxlan"],
-    "host-gw": [],
-    "wireguard": ["wireguard"],
-};
-const PROXY_COMMANDS: Record<KubeProxyMode, { command: string; pkg: string }[]> = {
-    nftables: [{ command: "nft", pkg: "nftables" }],
-    ipvs: [{ command: "ipset", pkg: "ipset" }],
-    iptables: [],
-};
 
-/** The kernel config symbol of each module: a kernel with it built in (=y) has no module to load. */
-const KERNEL_CONFIG: Record<string, string> = {
-    overlay: "OVERLAY_FS", br_netfilter: "BRIDGE_NETFILTER", nf_tables: "NF_TABLES", nf_conntrack: "NF_CONNTRACK",
-    ip_vs: "IP_VS", ip_vs_rr: "IP_VS_RR", ip_vs_wrr: "IP_VS_WRR", ip_vs_sh: "IP_VS_SH", vxlan: "VXLAN", wireguard: "WIREGUARD",
-};
-
-/** Kernel modules a node needs: overlayfs for containerd, bridge netfilter, kube-proxy's and flannel's. */
-export function nodeKernelModules(spec: ClusterSpec): string[] {
-    return ["overlay", "br_netfilter", ...PROXY_MODULES[spec.network.kubeProxyMode], ...BACKEND_MODULES[spec.network.flannelBackend]];
-}
-
-/** Pods' traffic is routed (ip_forward) and bridged traffic passes iptables (Services, masquerade). */
-export const NODE_SYSCTLS: readonly { key: string; value: string }[] = [
-    { key: "net.ipv4.ip_forward", value: "1" },
-    { key: "net.bridge.bridge-nf-call-iptables", value: "1" },
-];
-
-/** Commands the node's components run: iptables (flannel --ip-masq, portmap), mount (kubelet), kube-proxy's. */
-export function nodeCommands(spec: ClusterSpec): { command: string; pkg: string }[] {
-    return [
-        { command: "iptables", pkg: "iptables" },
-        { command: "mount", pkg: "mount" },
-        { command: "modprobe", pkg: "kmod" },
-        ...PROXY_COMMANDS[spec.network.kubeProxyMode],
-    ];
-}
-
-export function renderModulesLoad(spec: ClusterSpec): string {
-    return ["# Managed by kubeha: kernel modules the node's components need.", ...nodeKernelModules(spec), ""].join("\n");
-}
-
-export function renderSysctlConf(): string {
-    return ["# Managed by kubeha: kernel settings pod networking needs.", ...NODE_SYSCTLS.map((s) => `${s.key} = ${s.value}`), ""].join("\n");
-}
-
-export interface PreflightOverrides {
-    /** Prefix of /proc and /sys (tests point it at a fake tree). */
-    root?: string;
-}
-
-const shq = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
-
-/**
- * POSIX sh run on a node before containerd and kubelet start. Lists every problem, each as
- * "kubeha preflight on <host>: <what is missing> — <fix>", then exits 1; a clock not known to be
- * synchronised is only a warning. Loads a missing module if it can (modprobe).
- */
-export function renderPreflightScript(spec: ClusterSpec, host: Host, overrides: PreflightOverrides = {}): string {
-    const modules = nodeKernelModules(spec);
-    const sysctls = NODE_SYSCTLS.map((s) => `${s.key}:${s.key.replace(/\./g, "/")}:${s.value}`);
-    const commands = nodeCommands(spec).map((c) => `${c.command}:${c.pkg}`);
-    return [
-        "#!/bin/sh",
-        "# Managed by kubeha: checks this node can run containerd, kubelet, kube-proxy and flanneld.",
-        `host=${shq(host.name)}`,
-        `root=${shq(overrides.root ?? "")}`,
-        "failed=0",
-        "fail() { printf 'kubeha preflight on %s: %s — %s\\n' \"$host\" \"$1\" \"$2\" >&2; failed=$((failed + 1)); }",
-        "warn() { printf 'kubeha preflight on %s: warning: %s — %s\\n' \"$host\" \"$1\" \"$2\" >&2; }",
-        "",
-        "# Swap: the kubelet refuses to start with swap on (failSwapOn).",
-        "swaps=",
-        "if [ -r \"$root/proc/swaps\" ]; then",
-        "    while read -r dev _rest; do",
-        "        case $dev in Filename | '') ;; *) swaps=\"$swaps $dev\" ;; esac",
-        "    done <\"$root/proc/swaps\"",
-        "fi",
-        "[ -z \"$swaps\" ] || fail \"swap is on (${swaps# })\" \"turn it off with swapoff -a and remove it from /etc/fstab so it stays off\"",
-        "",
-        "# Kernel modules: loaded, built in (modules.builtin, or =y in /proc/config.gz: hosts and containers",
-        "# without /lib/modules), else loadable now.",
-        "kconfig= nl='\n'",
-        "[ -r \"$root/proc/config.gz\" ] && kconfig=$(gzip -dc <\"$root/proc/config.gz\" 2>/dev/null || true)",
-        "builtin=",
-        "release=",
-        "[ -r \"$root/proc/sys/kernel/osrelease\" ] && read -r release <\"$root/proc/sys/kernel/osrelease\"",
-        "[ -r \"$root/lib/modules/$release/modules.builtin\" ] && builtin=$(cat \"$root/lib/modules/$release/modules.builtin\")",
-        `for mc in ${modules.map((m) => `${m}:${KERNEL_CONFIG[m] ?? ""}`).join(" ")}; do`,
-        "    m=${mc%%:*} sym=${mc#*:}",
-        "    [ -d \"$root/sys/module/$m\" ] && continue",
-        "    case \"$builtin\" in */$m.ko*) continue ;; esac",
-        "    if [ -n \"$sym\" ]; then case \"$nl$kconfig$nl\" in *\"${nl}CONFIG_$sym=y$nl\"*) continue ;; esac; fi",
-        "    modprobe \"$m\" >/dev/null 2>&1 ||",
-        `        fail "kernel module $m is not loaded and cannot be loaded" "install the kernel's modules package (${MODULES_LOAD_CONF} loads it at boot), or load it on the machine hosting this container"`,
-        "done",
-        "",
-        `# Kernel settings (kubeha keeps them in ${SYSCTL_CONF}).`,
-        `for s in ${sysctls.join(" ")}; do`,
-        "    key=${s%%:*} rest=${s#*:}",
-        "    path=${rest%%:*} want=${rest#*:}",
-        "    have=",
-        "    [ -r \"$root/proc/sys/$path\" ] && read -r have <\"$root/proc/sys/$path\"",
-        "    [ \"$have\" = \"$want\" ] ||",
-        `        fail "sysctl $key is \${have:-missing}, not $want" "apply ${SYSCTL_CONF} with sysctl --system (after loading br_netfilter), or sysctl -w $key=$want"`,
-        "done",
-        "",
-        "# Commands the components run.",
-        `for c in ${commands.join(" ")}; do`,
-        "    command -v \"${c%%:*}\" >/dev/null 2>&1 || fail \"command ${c%%:*} is missing\" \"install the ${c#*:} package\"",
-        "done",
-        "",
-        "# Service IPs from the node itself (kubelet probes, hostNetwork pods): kube-proxy rewrites them",
-        "# only after the kernel found a route, so one must cover the service network.",
-        `if command -v ip >/dev/null 2>&1 && ! ip route get ${spec.kubernetesServiceIp} >/dev/null 2>&1; then`,
-        `    fail "no route to the Service network ${spec.network.serviceCidr}" "add a default route, or a route for ${spec.network.serviceCidr} on ${spec.network.interface}"`,
-        "fi",
-        "",
-        "# Time: certificates and etcd need agreeing clocks; not fatal, since the check cannot see every NTP client.",
-        "synced=no",
-        "if command -v timedatectl >/dev/null 2>&1 && [ \"$(timedatectl show -p NTPSynchronized --value 2>/dev/null)\" = yes ]; then",
-        "    synced=yes",
-        "elif command -v chronyc >/dev/null 2>&1; then",
-        "    case $(chronyc -n tracking 2>/dev/null) in *'Leap status'*Normal*) synced=yes ;; esac",
-        "fi",
-        "[ \"$synced\" = yes ] || warn \"the clock is not known to be synchronised (timedatectl NTPSynchronized is not yes, chronyc reports no normal tracking)\" \"run an NTP client such as systemd-timesyncd or chrony\"",
-        "",
-        "if [ \"$failed\" -gt 0 ]; then",
-        "    printf 'kubeha preflight on %s: %s check(s) failed — fix them and run pulumi up again\\n' \"$host\" \"$failed\" >&2",
-        "    exit 1",
-        "fi",
-        "echo \"kubeha preflight on $host: ok\"",
-        "",
-    ].join("\n");
-}

@@ -38,7 +38,6 @@ export const FLANNEL_NET_CONFIG = "/etc/kube-flannel/net-conf.json";
 export const FLANNEL_KUBECONFIG = `${KUBE_DIR}/flanneld.conf`;
 export const SYSCTL_CONF = "/etc/sysctl.d/99-kubeha.conf";
 export const MODULES_LOAD_CONF = "/etc/modules-load.d/kubeha.conf";
-export const PREFLIGHT_SCRIPT = "/usr/local/lib/kubeha/node-preflight.sh";
 /** journald drop-in: persistent, capped logs (60-90 is the range journald.conf(5) leaves to /etc). */
 export const JOURNALD_DROPIN = "/etc/systemd/journald.conf.d/60-kubeha.conf";
 /** The kubelet's resolvConf: a symlink the host preparation keeps pointing at real nameservers. */

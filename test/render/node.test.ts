@@ -1,11 +1,10 @@
 // Node and flannel files: every rendered JSON/TOML/YAML parsed back and checked field by field,
-// the units through systemd-analyze verify, the preflight script run with /bin/sh against a fake
-// /proc, /sys and PATH.
+// the units through systemd-analyze verify. Host preparation (modules, sysctls, preflight) is
+// render/host-prep.ts's, tested in host-prep.test.ts.
 import { strict as assert } from "node:assert";
-import { spawnSync } from "node:child_process";
-import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { parse as parseToml } from "smol-toml";
 import { parse as parseYaml, parseAllDocuments } from "yaml";
 import { HA_RAW, SEED_RAW, specOf } from "../fixtures";
@@ -17,16 +16,14 @@ import {
 import { renderHostFiles } from "../../render/hosts";
 import {
     CONTROL_PLANE_TAINT, kubeletArgs, nodeHosts, registryHostsPath, renderContainerdConfig, renderContainerdUnit, renderKubeletConfig,
-    renderKubeletUnit, renderKubeProxyConfig, renderKubeProxyUnit, renderModulesLoad, renderPreflightScript, renderRegistryHosts,
-    renderSysctlConf,
+    renderKubeletUnit, renderKubeProxyConfig, renderKubeProxyUnit, renderRegistryHosts,
 } from "../../render/node";
 import {
-    CNI_CONFLIST, CONTAINERD_CONFIG, FLANNEL_KUBECONFIG, FLANNEL_NET_CONFIG, KUBE_PROXY_CONFIG, KUBECONFIG, KUBELET_CONFIG,
-    PREFLIGHT_SCRIPT, SYSTEMD_DIR,
+    CNI_CONFLIST, CONTAINERD_CONFIG, FLANNEL_KUBECONFIG, FLANNEL_NET_CONFIG, KUBE_PROXY_CONFIG, KUBECONFIG, KUBELET_CONFIG, SYSTEMD_DIR,
 } from "../../render/paths";
 import { PkiMaterial } from "../../render/pki";
 import { HostFiles } from "../../render/types";
-import { ClusterSpec, Host } from "../../spec/types";
+import { ClusterSpec } from "../../spec/types";
 import { requireTool, verifyUnit } from "./tools";
 
 /** Key material as plain markers: enough for renderHostFiles, no key generation. */
@@ -273,25 +270,13 @@ describe("node rendering", () => {
         });
     });
 
-    describe("kernel settings", () => {
-        it("loads overlay, br_netfilter and what kube-proxy's mode and flannel's backend need", () => {
-            const mods = (o: Record<string, string>) => renderModulesLoad(specOf(HA_RAW, o)).split("\n").filter((l) => l && !l.startsWith("#"));
-            assert.deepEqual(mods({}), ["overlay", "br_netfilter", "nf_tables", "vxlan"]);
-            assert.deepEqual(mods({ kubeProxyMode: "ipvs", flannelBackend: "host-gw" }), ["overlay", "br_netfilter", "ip_vs", "ip_vs_rr", "ip_vs_wrr", "ip_vs_sh", "nf_conntrack"]);
-            assert.deepEqual(mods({ kubeProxyMode: "iptables", flannelBackend: "wireguard" }), ["overlay", "br_netfilter", "wireguard"]);
-            assert.deepEqual(renderSysctlConf().split("\n").filter((l) => l && !l.startsWith("#")), ["net.ipv4.ip_forward = 1", "net.bridge.bridge-nf-call-iptables = 1"]);
-        });
-    });
-
     describe("every host's files", () => {
         it("workers get the node files and flanneld; masters flanneld only; lb hosts neither", () => {
             const files = renderHostFiles(spec, fakeMaterial(spec), "PASS");
-            const nodeFiles = [CONTAINERD_CONFIG, CNI_CONFLIST, KUBELET_CONFIG, KUBE_PROXY_CONFIG, PREFLIGHT_SCRIPT, "/etc/sysctl.d/99-kubeha.conf",
-                "/etc/modules-load.d/kubeha.conf", ...["containerd", "kubelet", "kube-proxy"].map((u) => `${SYSTEMD_DIR}/${u}.service`)];
+            const nodeFiles = [CONTAINERD_CONFIG, CNI_CONFLIST, KUBELET_CONFIG, KUBE_PROXY_CONFIG, "/etc/sysctl.d/99-kubeha.conf", ...["containerd", "kubelet", "kube-proxy"].map((u) => `${SYSTEMD_DIR}/${u}.service`)];
             assert.deepEqual(nodeHosts(spec).map((h) => h.name), ["w1", "w2"]);
             for (const w of ["w1", "w2"]) {
                 for (const p of [...nodeFiles, `${SYSTEMD_DIR}/flanneld.service`]) assert.ok(paths(files, w).includes(p), `${w}: ${p}`);
-                assert.equal(files.get(w)!.find((f) => f.path === PREFLIGHT_SCRIPT)!.mode, "0755");
             }
             for (const m of ["m1", "m2", "m3"]) {
                 assert.ok(paths(files, m).includes(`${SYSTEMD_DIR}/flanneld.service`), m);
@@ -363,102 +348,5 @@ describe("node rendering", () => {
             }
             assert.notEqual(verifyUnit("containerd.service", renderContainerdUnit().replace("KillMode=process", "KillMode=proces")).output, "");
         });
-    });
-});
-
-describe("node preflight script (run with /bin/sh against a fake host)", () => {
-    const spec = specOf(HA_RAW, { kubeProxyMode: "ipvs" });
-    const host: Host = spec.workers[0];
-    const MODULES = ["overlay", "br_netfilter", "ip_vs", "ip_vs_rr", "ip_vs_wrr", "ip_vs_sh", "nf_conntrack", "vxlan"];
-
-    interface Fake { swaps?: string[]; modules?: string[]; modprobeLoads?: string[]; sysctls?: Record<string, string>; commands?: string[]; ntp?: "yes" | "no" | "chrony"; extraBin?: Record<string, string> }
-
-    /** A fake /proc, /sys and PATH; everything healthy unless overridden. */
-    function run(f: Fake = {}): { status: number; stdout: string; stderr: string } {
-        const dir = mkdtempSync(join(tmpdir(), "kubeha-preflight-"));
-        const put = (p: string, text: string, mode = 0o644) => {
-            mkdirSync(dirname(join(dir, p)), { recursive: true });
-            writeFileSync(join(dir, p), text);
-            chmodSync(join(dir, p), mode);
-        };
-        put("root/proc/swaps", ["Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority", ...(f.swaps ?? []).map((s) => `${s}\tpartition\t1000\t0\t-2`), ""].join("\n"));
-        for (const m of f.modules ?? MODULES) mkdirSync(join(dir, "root/sys/module", m), { recursive: true });
-        const sysctls = f.sysctls ?? { "net/ipv4/ip_forward": "1", "net/bridge/bridge-nf-call-iptables": "1" };
-        for (const [k, v] of Object.entries(sysctls)) put(`root/proc/sys/${k}`, `${v}\n`);
-        const loadable = (f.modprobeLoads ?? []).join(" ");
-        for (const c of f.commands ?? ["iptables", "mount", "ipset", "modprobe"]) {
-            // modprobe "loads" exactly the modules listed in modprobeLoads.
-            put(`bin/${c}`, c === "modprobe" ? `#!/bin/sh\nfor m in ${loadable}; do [ "$1" = "$m" ] && exit 0; done\nexit 1\n` : "#!/bin/sh\n", 0o755);
-        }
-        for (const [c, text] of Object.entries(f.extraBin ?? {})) put(`bin/${c}`, text, 0o755);
-        const ntp = f.ntp ?? "yes";
-        if (ntp === "chrony") put("bin/chronyc", "#!/bin/sh\nprintf 'Reference ID    : C0A80001\\nLeap status     : Normal\\n'\n", 0o755);
-        else put("bin/timedatectl", `#!/bin/sh\n[ "$*" = "show -p NTPSynchronized --value" ] && echo ${ntp}\n`, 0o755);
-        const script = renderPreflightScript(spec, host, { root: join(dir, "root") });
-        const r = spawnSync("/bin/sh", ["-c", script], { encoding: "utf8", env: { PATH: join(dir, "bin") } });
-        return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
-    }
-
-    const LINE = /^kubeha preflight on w1: .+ — .+$/;
-
-    it("is valid POSIX sh", () => {
-        const r = spawnSync("/bin/sh", ["-n", "-c", renderPreflightScript(spec, host)], { encoding: "utf8" });
-        assert.equal(r.status, 0, r.stderr);
-    });
-
-    it("passes a healthy host", () => {
-        const r = run();
-        assert.equal(r.status, 0, r.stderr);
-        assert.equal(r.stdout.trim(), "kubeha preflight on w1: ok");
-        assert.equal(r.stderr, "");
-    });
-
-    it("lists every problem, each naming what is missing and the fix, then fails", () => {
-        const r = run({ swaps: ["/dev/sda2", "/swap.img"], modules: ["overlay"], sysctls: { "net/ipv4/ip_forward": "0" }, commands: ["mount"] });
-        assert.equal(r.status, 1);
-        const lines = r.stderr.trim().split("\n");
-        for (const l of lines) assert.match(l, LINE);
-        const has = (re: RegExp) => assert.ok(lines.some((l) => re.test(l)), `expected ${re} in:\n${r.stderr}`);
-        has(/swap is on \(\/dev\/sda2 \/swap\.img\) — turn it off with swapoff -a/);
-        for (const m of MODULES.filter((x) => x !== "overlay")) has(new RegExp(`kernel module ${m} is not loaded and cannot be loaded — install`));
-        assert.ok(!lines.some((l) => /kernel module overlay /.test(l)));
-        has(/sysctl net\.ipv4\.ip_forward is 0, not 1 — apply \/etc\/sysctl\.d\/99-kubeha\.conf with sysctl --system/);
-        has(/sysctl net\.bridge\.bridge-nf-call-iptables is missing, not 1 — /);
-        has(/command iptables is missing — install the iptables package/);
-        has(/command ipset is missing — install the ipset package/);
-        has(/command modprobe is missing — install the kmod package/);
-        assert.ok(!lines.some((l) => /command mount /.test(l)));
-        // One line per problem — swap, 7 modules, 2 sysctls, 3 commands — then the summary.
-        const problems = lines.length - 1;
-        assert.equal(problems, 1 + 7 + 2 + 3, r.stderr);
-        assert.match(lines[lines.length - 1], new RegExp(`: ${problems} check\\(s\\) failed — fix them and run pulumi up again$`));
-    });
-
-    it("loads a module that is not loaded yet instead of failing", () => {
-        const r = run({ modules: MODULES.filter((m) => m !== "br_netfilter"), modprobeLoads: ["br_netfilter"] });
-        assert.equal(r.status, 0, r.stderr);
-        const failing = run({ modules: MODULES.filter((m) => m !== "br_netfilter") });
-        assert.equal(failing.status, 1);
-        assert.match(failing.stderr, /kernel module br_netfilter is not loaded and cannot be loaded/);
-    });
-
-    it("only warns when the clock is not known to be synchronised; chrony counts", () => {
-        const r = run({ ntp: "no" });
-        assert.equal(r.status, 0, r.stderr);
-        assert.match(r.stderr.trim(), /^kubeha preflight on w1: warning: the clock is not known to be synchronised .* — run an NTP client/);
-        assert.equal(run({ ntp: "chrony" }).stderr, "");
-    });
-
-    it("fails a node without a route to the Service network, naming the fix", () => {
-        const r = run({ extraBin: { ip: "#!/bin/sh\necho 'RTNETLINK answers: Network is unreachable' >&2; exit 2\n" } });
-        assert.notEqual(r.status, 0);
-        assert.match(r.stderr, /kubeha preflight on w1: no route to the Service network 10\.254\.0\.0\/16 — add a default route, or a route for 10\.254\.0\.0\/16 on /);
-    });
-
-    it("checks what the chosen kube-proxy mode needs", () => {
-        const nft = renderPreflightScript(specOf(HA_RAW), host);
-        assert.match(nft, /for mc in overlay:OVERLAY_FS br_netfilter:BRIDGE_NETFILTER nf_tables:NF_TABLES vxlan:VXLAN; do/);
-        assert.match(nft, /nft:nftables/);
-        assert.doesNotMatch(nft, /ipset|ip_vs/);
     });
 });
