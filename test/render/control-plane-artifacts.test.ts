@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parse } from "yaml";
 import { specOf } from "../fixtures";
-import { etcdArgs, etcdClusterHealthCheck, renderEtcdBackupScript, renderEtcdBackupUnits, renderEtcdUnit, ETCD } from "../../render/etcd";
+import { etcdArgs, etcdClusterHealthCheck, etcdIsLeaderCheck, renderEtcdBackupScript, renderEtcdBackupUnits, renderEtcdUnit, ETCD } from "../../render/etcd";
 import { renderApiserverUnit, renderControllerManagerUnit, renderSchedulerUnit, renderAuditPolicy, renderAuthenticationConfig, renderSchedulerConfig, apiserverArgs } from "../../render/control-plane";
 import { CA_USAGES } from "../../pki/certlist";
 import { createCertRequest, createSelfSignedCert, generateKey, signCertRequest } from "../../pki/x509";
@@ -124,6 +124,11 @@ describe("a real etcd cluster from the rendered flags (Debian's etcd-server)", f
         }
         assert.equal(r.status, 0, r.stderr);
         assert.equal((r.stdout + r.stderr).match(/is healthy/g)?.length, 3);
+    });
+
+    it("the leader check (the etcd roll restarts the leader last) passes on exactly one member", () => {
+        const leaders = spec.masters.filter((m) => sh(local(etcdIsLeaderCheck(spec), m.name).replace("https://127.0.0.1:12379", `https://${m.ip}:12379`)).status === 0);
+        assert.equal(leaders.length, 1, `leaders: ${leaders.map((m) => m.name).join(", ") || "none"}`);
     });
 
     it("serves writes and reads over mutual TLS", () => {
