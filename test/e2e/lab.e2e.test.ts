@@ -7,12 +7,15 @@ import { spawnSync, SpawnSyncReturns } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join, resolve } from "node:path";
+import { ProbeResult, startProbe } from "./probe";
 
 const ROOT = resolve(__dirname, "../..");
 const CACHE = process.env.KUBEHA_CACHE ?? join(homedir(), ".cache/kubeha");
 const KUBECONFIG = join(CACHE, "lab/admin.conf");
 const KUBECTL = join(CACHE, "artifacts/current/kubectl");
 const timings: Record<string, number> = {};
+/** Per changing step: how long it took and what the probe through the VIP saw meanwhile. */
+const steps: Record<string, { seconds: number; failedRequests: number; requests: number; readyNodesMin: number | null; failures: string[] }> = {};
 const MASTERS = ["k8s-master01", "k8s-master02", "k8s-master03"];
 const LBS = ["k8s-ha01", "k8s-ha02"];
 const WORKERS = ["k8s-node01", "k8s-node02"];
@@ -52,6 +55,67 @@ async function eventually(what: string, f: () => boolean, seconds = 60): Promise
 }
 const etcdctl = "/usr/local/bin/etcdctl --endpoints=https://198.18.0.11:2379,https://198.18.0.12:2379,https://198.18.0.13:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt --key=/etc/kubernetes/pki/etcd/healthcheck-client.key";
 
+
+/**
+ * Runs a changing step while a probe reads and writes through the VIP (one attempt per request,
+ * 2 s deadline, no retries) and counts Ready nodes; records the step's duration and failures.
+ */
+async function probed<T>(step: string, f: () => T): Promise<{ result: T; probe: ProbeResult }> {
+    const probe = startProbe({ kubeconfig: KUBECONFIG, label: step });
+    await probe.ready;
+    const t0 = Date.now();
+    let result: T;
+    try {
+        result = f();
+    } finally {
+        const seconds = Math.round((Date.now() - t0) / 100) / 10;
+        const p = await probe.stop();
+        steps[step] = {
+            seconds, failedRequests: p.reads.failed + p.writes.failed, requests: p.reads.ok + p.reads.failed + p.writes.ok + p.writes.failed,
+            readyNodesMin: p.readyNodes.min, failures: p.failures.filter((x) => x.kind !== "nodes").slice(0, 10).map((x) => `${x.at} ${x.kind}: ${x.error}`),
+        };
+        timings[step] = seconds;
+    }
+    return { result: result!, probe: (await probe.stop()) };
+}
+
+const HOST_UNITS: Record<string, string[]> = {
+    ...Object.fromEntries(MASTERS.map((m) => [m, ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "flanneld"]])),
+    ...Object.fromEntries(WORKERS.map((w) => [w, ["containerd", "flanneld", "kubelet", "kube-proxy"]])),
+    ...Object.fromEntries(LBS.map((l) => [l, ["kubeha-apiserver-lb", "keepalived"]])),
+};
+interface UnitTimes { pid: string; started: string; inactiveAt: number; activeAt: number }
+/** Per "host/unit": its main process and when it last stopped and became active (realtime, seconds). */
+function unitTimes(): Record<string, UnitTimes> {
+    const out: Record<string, UnitTimes> = {};
+    for (const [host, units] of Object.entries(HOST_UNITS)) {
+        const r = ssh(host, `systemctl show --timestamp=unix -p Id -p MainPID -p ExecMainStartTimestampMonotonic -p InactiveEnterTimestamp -p ActiveEnterTimestamp ${units.join(" ")}`);
+        assert.equal(r.status, 0, `${host}: ${r.stderr}`);
+        for (const block of r.stdout.trim().split(/\n\n/)) {
+            const p = Object.fromEntries(block.split("\n").map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]));
+            const at = (v: string) => Number((v ?? "").replace(/^@/, "")) || 0;
+            out[`${host}/${p.Id.replace(/\.service$/, "")}`] = { pid: p.MainPID, started: p.ExecMainStartTimestampMonotonic, inactiveAt: at(p.InactiveEnterTimestamp), activeAt: at(p.ActiveEnterTimestamp) };
+        }
+    }
+    return out;
+}
+/** "host/unit" of every unit whose main process changed (restarted; a reload keeps it). */
+function restarted(before: Record<string, UnitTimes>, after: Record<string, UnitTimes>): string[] {
+    return Object.keys(after).filter((k) => before[k]?.started !== after[k].started || before[k]?.pid !== after[k].pid).sort();
+}
+/** Restarts that overlapped in time: each must have been active again before the next one stopped. */
+function overlapping(units: string[], after: Record<string, UnitTimes>): string[] {
+    const rs = units.map((u) => ({ u, ...after[u] })).sort((a, b) => a.inactiveAt - b.inactiveAt);
+    return rs.slice(1).filter((r, i) => r.inactiveAt < rs[i].activeAt).map((r, i) => `${r.u} stopped at ${r.inactiveAt} while ${rs[i].u} was not active again until ${rs[i].activeAt}`);
+}
+/** When systemd last reloaded `unit` on `host` after `since` (seconds), from its journal; 0 when it did not. */
+function reloadedAt(host: string, unit: string, since: number): number {
+    const r = ssh(host, `journalctl -o short-unix --no-pager -u ${unit} --since @${Math.floor(since)} | grep -E 'Reloaded|Reloading' | tail -1`);
+    return Number(r.stdout.trim().split(" ")[0]) || 0;
+}
+const vipHolder = () => LBS.filter((h) => ssh(h, `ip -4 -o addr show | grep -q ' ${VIP}/'`).status === 0);
+const up = (...args: string[]) => lab("pulumi", "up", "--yes", "--skip-preview", "--suppress-progress", ...args);
+
 describe("kubeha on lab hosts (real Pulumi engine, real binaries)", function () {
     before(function () {
         if (process.getuid?.() !== 0) {
@@ -67,8 +131,9 @@ describe("kubeha on lab hosts (real Pulumi engine, real binaries)", function () 
         const down = timed("lab_down_total", () => run("bash", ["lab/run.sh", "down"], { quiet: false }));
         if (down.status !== 0) console.log("lab down failed");
         mkdirSync(join(ROOT, "test-results"), { recursive: true });
-        writeFileSync(join(ROOT, "test-results/e2e-timings.json"), JSON.stringify(timings, null, 1) + "\n");
+        writeFileSync(join(ROOT, "test-results/e2e-timings.json"), JSON.stringify({ ...timings, steps }, null, 1) + "\n");
         console.log(`e2e timings (s): ${JSON.stringify(timings)}`);
+        for (const [k, v] of Object.entries(steps)) console.log(`  ${k}: ${v.seconds}s, ${v.failedRequests} of ${v.requests} requests through the VIP failed, Ready nodes >= ${v.readyNodesMin}`);
     });
 
     it("answers /readyz through the VIP with the stack's kubeconfig", () => {
@@ -201,19 +266,22 @@ describe("kubeha on lab hosts (real Pulumi engine, real binaries)", function () 
         await eventually("apiserver on master02 ready again", () => ssh("k8s-master02", "curl -fsS --cacert /etc/kubernetes/pki/ca.crt https://127.0.0.1:6443/readyz").status === 0, 60);
     });
 
-    it("a second `pulumi up` changes nothing and runs no remote command", () => {
-        const r = timed("second_up", () => lab("pulumi", "up", "--yes", "--skip-preview", "--expect-no-changes", "--suppress-progress"));
+    it("a second `pulumi up` changes nothing and restarts nothing; `pulumi preview` sees no change", () => {
+        const before = unitTimes();
+        const r = timed("second_up", () => up("--expect-no-changes"));
         assert.equal(r.status, 0, r.stdout + r.stderr);
         assert.doesNotMatch(r.stdout, /\b(updated|created|replaced|deleted)\b/);
+        const p = timed("preview", () => lab("pulumi", "preview", "--expect-no-changes"));
+        assert.equal(p.status, 0, p.stdout + p.stderr);
+        assert.deepEqual(restarted(before, unitTimes()), []);
     });
 
-    it("changing one setting previews changes to only the resources that use it", () => {
+    it("changing one setting previews a change to only the resource that writes it, and its up restarts nothing", () => {
         const alt = stackFileWith("retention", (y) => y.replace(/\nconfig:\n/, "\nconfig:\n  kubeha:etcdBackupRetention: 5\n"));
         const r = lab("pulumi", "preview", "--json", "--config-file", alt);
         assert.equal(r.status, 0, r.stderr);
-        const steps = (JSON.parse(r.stdout).steps ?? []) as { op: string; urn: string }[];
-        const changed = steps.filter((s) => s.op !== "same").map((s) => s.urn.split("::").pop());
-        assert.deepEqual(changed.sort(), MASTERS.map((m) => `kubernetes-etcd-${m}-etcd-backup-script`).sort(), JSON.stringify(changed));
+        const changed = ((JSON.parse(r.stdout).steps ?? []) as { op: string; urn: string }[]).filter((s) => s.op !== "same").map((s) => s.urn.split("::").pop());
+        assert.deepEqual(changed, ["kubernetes-etcd-members"], JSON.stringify(changed));
     });
 
     it("removing a worker from the config drains it, deletes its Node and cleans only that host; adding it back joins it", async () => {
@@ -232,8 +300,107 @@ describe("kubeha on lab hosts (real Pulumi engine, real binaries)", function () 
         assert.equal(ssh("k8s-node01", "systemctl show -p ActiveEnterTimestampMonotonic kubelet containerd flanneld kube-proxy").stdout, before01, "k8s-node01 was not restarted");
     });
 
+
+    // Day 2: each change below builds on the one before (one stack file each), so the lab never
+    // rolls back; destroy uses the last one (its SSH key is the one the hosts accept by then).
+    let day2 = "";
+    const day2With = (name: string, line: string) => {
+        const from = day2 ? readFileSync(day2, "utf8") : undefined;
+        day2 = stackFileWith(name, (y) => (from ?? y).replace(/\nconfig:\n/, `\nconfig:\n  ${line}\n`));
+        return day2;
+    };
+
+    it("an apiserver flag restarts the three apiservers one at a time and nothing else, with no failed request through the VIP", async () => {
+        const alt = day2With("apiserver-flag", "kubeha:apiserverExtraArgs: ['--v=2']");
+        const before = unitTimes();
+        const { result, probe } = await probed("apiserver_flag", () => up("--config-file", alt));
+        assert.equal(result.status, 0, result.stdout + result.stderr);
+        const after = unitTimes();
+        assert.deepEqual(restarted(before, after), MASTERS.map((m) => `${m}/kube-apiserver`));
+        assert.deepEqual(overlapping(MASTERS.map((m) => `${m}/kube-apiserver`), after), []);
+        assert.equal(probe.reads.failed + probe.writes.failed, 0, JSON.stringify(probe.failures.slice(0, 5)));
+        for (const m of MASTERS) assert.match(ssh(m, "cat /etc/systemd/system/kube-apiserver.service").stdout, /--v=2/);
+    });
+
+    it("an lb change reloads keepalived on both lb hosts, the VIP holder last, restarting nothing, with no failed request", async () => {
+        const alt = day2With("vrrp", "kubeha:vrrpRouterId: 52");
+        const holders = vipHolder();
+        assert.equal(holders.length, 1, `one VIP holder: ${holders.join(", ")}`);
+        const before = unitTimes();
+        const since = Date.now() / 1000;
+        const { result, probe } = await probed("lb_change", () => up("--config-file", alt));
+        assert.equal(result.status, 0, result.stdout + result.stderr);
+        assert.deepEqual(restarted(before, unitTimes()), []);
+        const backup = LBS.find((h) => h !== holders[0])!;
+        const [b, h] = [reloadedAt(backup, "keepalived", since), reloadedAt(holders[0], "keepalived", since)];
+        assert.ok(b > 0 && h > 0, `keepalived reloaded on both (backup ${b}, holder ${h})`);
+        assert.ok(b < h, `the backup (${backup}, ${b}) reloads before the VIP holder (${holders[0]}, ${h})`);
+        for (const h of LBS) assert.match(ssh(h, "cat /etc/keepalived/keepalived.conf").stdout, /virtual_router_id 52/);
+        assert.equal(probe.reads.failed + probe.writes.failed, 0, JSON.stringify(probe.failures.slice(0, 5)));
+        assert.equal(vipHolder().length, 1);
+    });
+
+    it("an SSH key rotation changes no resource and restarts no unit: the old key is gone, refresh and up go through the new one", async () => {
+        const dir = join(CACHE, "lab/kubeha");
+        const key = join(dir, "id_ed25519_rotated");
+        run("rm", ["-f", key, `${key}.pub`]);
+        assert.equal(run("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "kubeha-rotated", "-f", key]).status, 0);
+        const pub = readFileSync(`${key}.pub`, "utf8").trim();
+        // The new key replaces the old one: kubeha can only be using the new key afterwards.
+        for (const h of Object.keys(HOST_UNITS)) {
+            assert.equal(ssh(h, `printf '%s\\n' '${pub}' > ~kubeha/.ssh/authorized_keys.new && chown kubeha: ~kubeha/.ssh/authorized_keys.new && chmod 600 ~kubeha/.ssh/authorized_keys.new && mv ~kubeha/.ssh/authorized_keys.new ~kubeha/.ssh/authorized_keys`).status, 0, h);
+        }
+        const alt = day2With("rotated-key", `kubeha:sshPrivateKeyFile: ${key}`);
+        const p = lab("pulumi", "preview", "--expect-no-changes", "--config-file", alt);
+        assert.equal(p.status, 0, `a key rotation previews no change:\n${p.stdout}${p.stderr}`);
+        const before = unitTimes();
+        const { result, probe } = await probed("ssh_key_rotation", () => up("--refresh", "--expect-no-changes", "--config-file", alt));
+        assert.equal(result.status, 0, result.stdout + result.stderr);
+        assert.deepEqual(restarted(before, unitTimes()), []);
+        assert.equal(probe.reads.failed + probe.writes.failed, 0, JSON.stringify(probe.failures.slice(0, 5)));
+    });
+
+    it("a node-wide kubelet change restarts the kubelets one node at a time, each Ready before the next", async () => {
+        const alt = day2With("max-pods", "kubeha:maxPods: 100");
+        const before = unitTimes();
+        const { result, probe } = await probed("kubelet_change", () => up("--config-file", alt));
+        assert.equal(result.status, 0, result.stdout + result.stderr);
+        const after = unitTimes();
+        assert.deepEqual(restarted(before, after), WORKERS.map((w) => `${w}/kubelet`));
+        assert.deepEqual(overlapping(WORKERS.map((w) => `${w}/kubelet`), after), []);
+        assert.ok((probe.readyNodes.min ?? 0) >= WORKERS.length - 1, `never more than one node not Ready (min ${probe.readyNodes.min})`);
+        for (const w of WORKERS) assert.match(ssh(w, "cat /var/lib/kubelet/config.yaml").stdout, /maxPods: 100/);
+    });
+
+    it("drift by hand on a node: plain preview stays offline and sees nothing, preview --refresh shows it, up --refresh heals exactly it", async () => {
+        const node = "k8s-node01";
+        const other = "k8s-node02";
+        assert.equal(ssh(node, "systemctl disable --now kube-proxy && echo '# edited by hand' >> /var/lib/kubelet/config.yaml && echo mine > /etc/kubernetes/not-kubehas.txt").status, 0);
+        const offline = lab("pulumi", "preview", "--expect-no-changes", "--config-file", day2);
+        assert.equal(offline.status, 0, `a plain preview does not read the hosts:\n${offline.stdout}${offline.stderr}`);
+        const t0 = Date.now();
+        const seen = lab("pulumi", "preview", "--refresh", "--diff", "--config-file", day2);
+        timings.preview_refresh = Math.round((Date.now() - t0) / 100) / 10;
+        assert.equal(seen.status, 0, seen.stderr);
+        const report = seen.stdout;
+        assert.match(report, /kubernetes-nodes-hosts/, report);
+        assert.match(report, /kube-proxy\.service[\s\S]*state[^\n]*"(running|inactive)"[^\n]*"(running|inactive)"|state: "inactive" => "running"|"inactive"/, `kube-proxy's state shows:\n${report}`);
+        assert.match(report, /\/var\/lib\/kubelet\/config\.yaml/, `the edited file shows:\n${report}`);
+        assert.doesNotMatch(report, /k8s-node02|not-kubehas/, `only the drifted host and paths show:\n${report}`);
+        const before = unitTimes();
+        const { result, probe } = await probed("drift_heal", () => up("--refresh", "--config-file", day2));
+        assert.equal(result.status, 0, result.stdout + result.stderr);
+        assert.equal(ssh(node, "systemctl is-enabled kube-proxy && systemctl is-active kube-proxy").status, 0, "kube-proxy enabled and running again");
+        assert.doesNotMatch(ssh(node, "cat /var/lib/kubelet/config.yaml").stdout, /edited by hand/);
+        assert.equal(ssh(node, "cat /etc/kubernetes/not-kubehas.txt").stdout.trim(), "mine", "a file kubeha does not manage is left alone");
+        assert.deepEqual(restarted(before, unitTimes()), [`${node}/kube-proxy`, `${node}/kubelet`], `only the drifted units restart (${other} untouched)`);
+        assert.equal(probe.reads.failed + probe.writes.failed, 0, JSON.stringify(probe.failures.slice(0, 5)));
+        const again = up("--refresh", "--expect-no-changes", "--config-file", day2);
+        assert.equal(again.status, 0, `healed: the next up --refresh changes nothing\n${again.stdout}${again.stderr}`);
+    });
+
     it("`pulumi destroy` leaves the hosts clean", () => {
-        const r = timed("destroy", () => lab("pulumi", "destroy", "--yes", "--skip-preview", "--suppress-progress"));
+        const r = timed("destroy", () => lab("pulumi", "destroy", "--yes", "--skip-preview", "--suppress-progress", ...(day2 ? ["--config-file", day2] : [])));
         assert.equal(r.status, 0, r.stdout + r.stderr);
         for (const h of [...MASTERS, "k8s-node01", "k8s-node02", ...LBS]) {
             const left = ssh(h, "ls -d /etc/kubernetes /var/lib/etcd /var/lib/kubeha /usr/local/bin/kube* /usr/local/bin/etcd* /etc/systemd/system/etcd.service /etc/systemd/system/kube-* /etc/systemd/system/kubelet.service /etc/systemd/system/flanneld.service /etc/systemd/system/containerd.service /etc/systemd/system/kubeha-apiserver-lb.service /etc/keepalived/keepalived.conf /etc/kubeha /var/lib/kubelet /var/lib/kube-proxy /var/lib/containerd/* /etc/containerd /opt/cni /etc/cni /run/flannel /var/lib/kubeha-uploads /usr/local/lib/kubeha 2>/dev/null; ip -o link show | grep -E 'flannel|cni0' || true; pgrep -l 'etcd|kube|nginx|keepalived|containerd|flanneld' || true");
