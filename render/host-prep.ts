@@ -186,11 +186,15 @@ const MODULE_PRESENT = [
     "}",
 ];
 
-/** sysctl_ok PATH WANT KIND: the effective value (sets $have); a minimum is met by any higher value. */
-const SYSCTL_OK = [
+/**
+ * sysctl_ok PATH WANT KIND: the effective value (sets $have); a minimum is met by any higher value.
+ * Read with cat: the kernel answers a read of an integer sysctl at a non-zero offset with nothing,
+ * so dash's byte-at-a-time `read` would see only the first digit.
+ */
+export const SYSCTL_OK = [
     "sysctl_ok() {",
     "    have=",
-    "    [ -r \"$root/proc/sys/$1\" ] && read -r have <\"$root/proc/sys/$1\"",
+    "    [ -r \"$root/proc/sys/$1\" ] && have=$(cat \"$root/proc/sys/$1\")",
     "    case $3 in",
     "    minimum) case $have in '' | *[!0-9]*) return 1 ;; esac; [ \"$have\" -ge \"$2\" ] ;;",
     "    *) [ \"$have\" = \"$2\" ] ;;",

@@ -9,7 +9,7 @@ import { dirname, join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { parse as parseYaml } from "yaml";
 import { HA_RAW, specOf } from "../fixtures";
-import { HostPreparation, KUBELET_RESOLV_CONF, renderHostPreparation } from "../../render/host-prep";
+import { HostPreparation, KUBELET_RESOLV_CONF, renderHostPreparation, SYSCTL_OK } from "../../render/host-prep";
 import { renderKubeletConfig } from "../../render/node";
 import { JOURNALD_DROPIN, MODULES_LOAD_CONF, SYSCTL_CONF } from "../../render/paths";
 import { ClusterSpec, Host } from "../../spec/types";
@@ -401,3 +401,18 @@ function safeReadlink(p: string): string {
         return "";
     }
 }
+
+describe("host preparation: sysctls read from the real /proc/sys (not a fake root)", () => {
+    // The kernel answers a read of an integer sysctl at a non-zero offset with nothing: a reader
+    // that reads byte by byte (dash's `read`) would see "8" for 8192. Checked against this kernel.
+    for (const shell of ["dash", "bash"]) {
+        it(`${shell}: sysctl_ok sees the whole value of fs.inotify.max_user_watches and kernel.pid_max`, function () {
+            if (spawnSync(shell, ["-c", "true"]).status !== 0) this.skip();
+            for (const path of ["fs/inotify/max_user_watches", "kernel/pid_max"]) {
+                const real = readFileSync(`/proc/sys/${path}`, "utf8").trim();
+                const r = spawnSync(shell, ["-c", `root=''\n${SYSCTL_OK.join("\n")}\nsysctl_ok ${path} ${real} minimum && echo "ok $have"`], { encoding: "utf8" });
+                assert.equal(r.stdout.trim(), `ok ${real}`, `${path}: ${r.stdout}${r.stderr}`);
+            }
+        });
+    }
+});
