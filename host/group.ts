@@ -5,7 +5,9 @@
 // Components describe hosts with hostManifest() and say which hosts, which files, which order.
 import * as pulumi from "@pulumi/pulumi";
 import { createHash } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
+import { homedir } from "node:os";
+import { dirname } from "node:path";
 import { HostScriptInputs } from "./provider";
 import { providerShim } from "./provider-shim";
 import { BinaryEntry, FileEntry, Gate, HostManifest, RollPolicy, ScriptStep, UnitStep } from "./types";
@@ -64,16 +66,58 @@ export function hostManifest(host: Host, args: { files: HostFile[]; binaries?: H
 }
 
 const localDigests = new Map<string, string>();
-/** sha256 of a file on the machine running pulumi, read once; a clear error names the setting. */
-export function localDigest(path: string, setting: string, fix?: string): string {
-    if (!localDigests.has(path)) {
+/**
+ * Digests of local files from earlier runs, keyed by device, inode, size and mtime (ns), like
+ * make and rsync decide a file is unchanged: hashing ~600 MB of release binaries at every
+ * `pulumi preview` would cost seconds. KUBEHA_DIGEST_CACHE=off hashes every time.
+ */
+interface DigestCache { path: string; entries: Record<string, { stamp: string; sha256: string }> }
+let digestCache: DigestCache | undefined;
+function digestCacheFile(): DigestCache | undefined {
+    if (process.env.KUBEHA_DIGEST_CACHE === "off") return undefined;
+    if (!digestCache) {
+        const path = `${process.env.KUBEHA_CACHE ?? `${homedir()}/.cache/kubeha`}/local-digests.json`;
+        let entries: DigestCache["entries"] = {};
         try {
-            localDigests.set(path, sha256(readFileSync(path)));
-        } catch (e) {
-            throw new Error(`kubeha:${setting}: ${path} cannot be read (${(e as Error).message})${fix ? `; ${fix}` : ""}`, { cause: e });
+            entries = JSON.parse(readFileSync(path, "utf8")).entries ?? {};
+        } catch {
+            // No cache yet, or unreadable: start afresh.
         }
+        // Files that are gone (old toolchain builds, test directories) leave the cache.
+        entries = Object.fromEntries(Object.entries(entries).filter(([p]) => existsSync(p)));
+        digestCache = { path, entries };
     }
-    return localDigests.get(path)!;
+    return digestCache;
+}
+
+/** sha256 of a file on the machine running pulumi, hashed once per content stamp; a clear error names the setting. */
+export function localDigest(path: string, setting: string, fix?: string): string {
+    try {
+        const st = statSync(path, { bigint: true });
+        const stamp = `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}`;
+        const memo = localDigests.get(`${path}@${stamp}`);
+        if (memo) return memo;
+        const cache = digestCacheFile();
+        const known = cache?.entries[path];
+        let digest = known?.stamp === stamp ? known.sha256 : undefined;
+        if (!digest) {
+            digest = sha256(readFileSync(path));
+            if (cache) {
+                cache.entries[path] = { stamp, sha256: digest };
+                try {
+                    mkdirSync(dirname(cache.path), { recursive: true });
+                    writeFileSync(`${cache.path}.tmp`, JSON.stringify({ entries: cache.entries }));
+                    renameSync(`${cache.path}.tmp`, cache.path);
+                } catch {
+                    // A cache that cannot be written only costs time.
+                }
+            }
+        }
+        localDigests.set(`${path}@${stamp}`, digest);
+        return digest;
+    } catch (e) {
+        throw new Error(`kubeha:${setting}: ${path} cannot be read (${(e as Error).message})${fix ? `; ${fix}` : ""}`, { cause: e });
+    }
 }
 
 export function localArtifactPath(dir: string, artifact: Artifact, file: string): string {

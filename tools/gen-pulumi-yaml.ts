@@ -8,4 +8,4 @@ for (const [k, s0] of Object.entries(SETTINGS)) {
   if (s.default !== undefined) d.default = s.default;
   config[k] = d;
 }
-process.stdout.write(stringify({ name: "kubeha", runtime: { name: "nodejs", options: { typescript: true } }, description: "Highly available Kubernetes from official release binaries on bare Linux hosts", main: "index.ts", config }, { lineWidth: 0 }));
+process.stdout.write(stringify({ name: "kubeha", runtime: { name: "nodejs", options: { typescript: true, tsconfig: "tsconfig.pulumi.json" } }, description: "Highly available Kubernetes from official release binaries on bare Linux hosts", main: "index.ts", config }, { lineWidth: 0 }));
