@@ -4,6 +4,7 @@
 // the API needs before nodes join.
 import * as pulumi from "@pulumi/pulumi";
 import { ClusterSpec } from "../spec/types";
+import { lbDrainScripts } from "../render/loadbalancer";
 import { ArtifactKey, artifactsFor } from "../spec/artifacts";
 import { artifactBinaries, HostGroup, hostManifest, HostScript, sha256, unit } from "../host/group";
 import {
@@ -70,6 +71,11 @@ export class ControlPlane extends pulumi.ComponentResource {
                     name: CONTROL_PLANE.apiserverUnit,
                     reads: [unitPath(CONTROL_PLANE.apiserverUnit), ...CONTROL_PLANE_INPUTS.apiserver, `${BIN_DIR}/kube-apiserver`],
                     health: { what: "kube-apiserver /readyz", check: apiserverReadyCheck(spec), timeoutSeconds: 180 },
+                    // Out of the lb hosts' upstreams while it restarts: a starting apiserver accepts
+                    // connections before it can answer them.
+                    ...(spec.loadBalancers.length && spec.masters.length > 1 ? {
+                        drain: { what: "the lb hosts' API proxy", on: spec.loadBalancers.map((h) => ({ name: h.name, address: h.ip })), ...lbDrainScripts(spec, m) },
+                    } : {}),
                 }),
                 unit({
                     name: CONTROL_PLANE.controllerManagerUnit,

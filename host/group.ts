@@ -40,6 +40,9 @@ export interface Member {
     payload: Record<string, string>;
 }
 
+/** Step fields that say how a step is checked, drained or torn down: changing them restarts nothing. */
+const NOT_DIGESTED = new Set(["health", "drain", "cleanup", "removeOnDelete", "undo"]);
+
 /**
  * One host's manifest: files (content into the payload, digests into the manifest), binaries and
  * steps, each step's digest over its own definition and everything it reads.
@@ -57,7 +60,9 @@ export function hostManifest(host: Host, args: { files: HostFile[]; binaries?: H
     const steps = args.steps.map((s) => {
         const missing = s.reads.filter((r) => digestOf(r) === undefined);
         if (missing.length) throw new Error(`${host.name}: ${s.name} reads ${missing.join(", ")}, which are not among the host's files or binaries`);
-        const digest = sha256(canonical([s, s.reads.map(digestOf)]));
+        // What the step runs and reads; how it is checked, drained or torn down restarts nothing.
+        const runs = Object.fromEntries(Object.entries(s).filter(([k]) => !NOT_DIGESTED.has(k)));
+        const digest = sha256(canonical([runs, s.reads.map(digestOf)]));
         return s.kind === "unit"
             ? { ...s, onChange: s.onChange ?? "restart", state: "running", digest } as UnitStep
             : { ...s, digest } as ScriptStep;

@@ -17,7 +17,7 @@ import type * as pulumi from "@pulumi/pulumi";
 import { APPLY_SCRIPT, encodeApply, encodeProbe, Observed, parseApply, parseProbe, PROBE_SCRIPT, SAFE_NAME, SAFE_PATH, uploadScript } from "./agent";
 import { HostPlan, isEmpty, observedManifest, planHost, planRemoval, probeRequests, rollOrder } from "./plan";
 import { ExecResult, SshPool, sshSettingsFromConfig, SshSettings, Target } from "./ssh";
-import { HostGroupInputs, HostGroupOutputs, HostManifest, RollPolicy } from "./types";
+import { Drain, HostGroupInputs, HostGroupOutputs, HostManifest, RollPolicy } from "./types";
 
 /** A one-off script on one host (kubectl apply, a health gate of the whole cluster). */
 export interface HostScriptInputs {
@@ -72,14 +72,64 @@ async function upload(run: Runner, t: Target, path: string, local: string, sha25
     if (r.code !== 0) throw new Error(`${t.name}: uploading ${local} for ${path} failed: ${r.stderr.trim()}`);
 }
 
-async function apply(run: Runner, t: Target, plan: HostPlan): Promise<string[]> {
-    for (const u of plan.uploads) await upload(run, t, u.path, u.local, u.sha256);
-    if (plan.requests.length === 0) return [];
-    const r = await run.run(t, APPLY_SCRIPT, encodeApply(plan.requests));
+async function applyRequests(run: Runner, t: Target, requests: HostPlan["requests"]): Promise<string[]> {
+    if (requests.length === 0) return [];
+    const r = await run.run(t, APPLY_SCRIPT, encodeApply(requests));
     const result = parseApply(r.stdout);
     if (result.failure) throw new Error(`${t.name}: ${result.failure}`);
     if (r.code !== 0 || !result.complete) throw new Error(`${t.name}: applying the changes ended early (exit ${r.code}): ${(r.stderr || r.stdout).trim().split("\n").slice(-8).join("\n")}`);
     return result.done.map((d) => `${t.name}: ${d}`);
+}
+
+/** Runs a drain's `before` or `after` on every host it names, at once. */
+async function drainStep(run: Runner, t: Target, d: Drain, phase: "before" | "after"): Promise<string[]> {
+    return all(d.on.map((o) => async () => {
+        const r = await run.run(o, `set -eu\n${d[phase]}`);
+        if (r.code !== 0) {
+            const tail = (r.stderr.trim() || r.stdout.trim()).split("\n").slice(-10).join("\n");
+            throw new Error(`${t.name}: could not ${phase === "before" ? "take it out of" : "put it back in"} ${d.what} on ${o.name} (exit ${r.code}):\n${tail}`);
+        }
+        return r.stdout.trim().split("\n").filter(Boolean).map((l) => `${o.name}: ${l}`);
+    }));
+}
+
+const drains = (m: HostManifest | undefined) => new Map((m?.steps ?? []).flatMap((s) => (s.kind === "unit" && s.drain ? [[s.name, s.drain] as const] : [])));
+
+/**
+ * Applies a host's plan. A restart or reload of a unit with a drain runs between the drain's
+ * `before` and `after` on the other hosts, `after` once the unit's health gate passed.
+ */
+async function apply(run: Runner, t: Target, plan: HostPlan, m?: HostManifest): Promise<string[]> {
+    for (const u of plan.uploads) await upload(run, t, u.path, u.local, u.sha256);
+    const ds = drains(m);
+    const done: string[] = [];
+    let pending: HostPlan["requests"] = [];
+    const flush = async () => {
+        done.push(...await applyRequests(run, t, pending));
+        pending = [];
+    };
+    let open: { unit: string; drain: Drain } | undefined;
+    for (const r of plan.requests) {
+        if ((r.op === "restart" || r.op === "reload") && ds.has(r.unit)) {
+            await flush();
+            open = { unit: r.unit, drain: ds.get(r.unit)! };
+            done.push(...await drainStep(run, t, open.drain, "before"));
+        }
+        pending.push(r);
+        if (open && r.op === "gate" && r.unit === open.unit) {
+            await flush();
+            done.push(...await drainStep(run, t, open.drain, "after"));
+            open = undefined;
+        }
+    }
+    await flush();
+    if (open) done.push(...await drainStep(run, t, open.drain, "after"));
+    return done;
+}
+
+/** Puts back every host of the group a drain still holds out (a restart that failed in an earlier run). */
+async function undrainAll(run: Runner, news: HostGroupInputs): Promise<string[]> {
+    return all(news.order.flatMap((n) => [...drains(news.hosts[n]).values()].map((d) => () => drainStep(run, target(n, news.hosts[n]), d, "after"))));
 }
 
 /** Runs every task; if any failed, one error listing each host's failure. */
@@ -110,7 +160,7 @@ export async function converge(run: Runner, news: HostGroupInputs, olds?: HostGr
     // First installs and changes that restart nothing running: every host at once.
     const rolled = news.order.filter((n) => plans.get(n)!.disruptive && !plans.get(n)!.fresh);
     done.push(...await all(news.order.filter((n) => !rolled.includes(n) && !isEmpty(plans.get(n)!))
-        .map((n) => () => apply(run, target(n, news.hosts[n]), plans.get(n)!))));
+        .map((n) => () => apply(run, target(n, news.hosts[n]), plans.get(n)!, news.hosts[n]))));
 
     // Uploads for the roll go ahead in parallel: staged, not installed, until the host's turn.
     await all(rolled.map((n) => async () => {
@@ -124,12 +174,16 @@ export async function converge(run: Runner, news: HostGroupInputs, olds?: HostGr
     for (let i = 0; i < order.length; i += batch) {
         const now = order.slice(i, i + batch);
         try {
-            done.push(...await all(now.map((n) => () => apply(run, target(n, news.hosts[n]), plans.get(n)!))));
+            done.push(...await all(now.map((n) => () => apply(run, target(n, news.hosts[n]), plans.get(n)!, news.hosts[n]))));
         } catch (e) {
             const rest = order.slice(i + batch);
-            throw new Error(`${(e as Error).message}\n\nThe ${g} roll stopped at ${now.join(", ")}${rest.length ? `; ${rest.join(", ")} were not changed and keep running as before` : ""}. Fix the cause and run pulumi up again: what is already done stays done.`, { cause: e });
+            const held = now.flatMap((n) => [...drains(news.hosts[n]).values()].map((d) => `${n} stays out of ${d.what} until it is healthy again`));
+            throw new Error(`${(e as Error).message}\n\nThe ${g} roll stopped at ${now.join(", ")}${rest.length ? `; ${rest.join(", ")} were not changed and keep running as before` : ""}${held.length ? ` (${held.join("; ")})` : ""}. Fix the cause and run pulumi up again: what is already done stays done.`, { cause: e });
         }
     }
+
+    // Every host is healthy now: none stays out of rotation (a failed earlier run may have left one).
+    done.push(...await undrainAll(run, news));
 
     // Hosts that left the group: drained (beforeRemove on the controller), then cleaned.
     done.push(...await all(removed.map((n) => async () => {

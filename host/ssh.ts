@@ -11,6 +11,7 @@ import type * as Ssh2 from "ssh2";
 import type { Readable } from "node:stream";
 import { SETTINGS } from "../spec/settings";
 import { parseKnownHosts } from "../spec/known-hosts";
+import { shellQuote } from "../render/shell";
 
 export interface SshSettings {
     user: string;
@@ -36,9 +37,7 @@ export interface ExecResult {
     stderr: string;
 }
 
-export function shellQuote(s: string): string {
-    return `'${s.replace(/'/g, `'\\''`)}'`;
-}
+export { shellQuote };
 
 /** The command line for a fixed script: `sh -c`, under `sudo -n` for a non-root user. */
 export function commandLine(settings: Pick<SshSettings, "sudo">, script: string): string {

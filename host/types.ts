@@ -61,6 +61,21 @@ export interface UnitStep extends StepBase {
     cleanup?: string;
     /** Paths the unit created (data directories): removed after it stops for good. */
     removeOnDelete?: string[];
+    /** Other hosts to take this one out of rotation on around a restart or reload (an apiserver on the lb hosts). */
+    drain?: Drain;
+}
+
+/**
+ * Scripts run on other hosts around a restart of a running unit: `before` just before the restart,
+ * `after` once the unit passed its health gate. If the restart or the gate fails, the host stays
+ * drained; the next converge of its group puts it back once the unit is healthy. Both idempotent.
+ */
+export interface Drain {
+    /** In the cluster's words: "the lb hosts' API proxy". */
+    what: string;
+    on: { name: string; address: string }[];
+    before: string;
+    after: string;
 }
 
 /** An idempotent script, run once per digest (host preparation, image imports, a preflight). */

@@ -6,6 +6,7 @@
 import { CERT_ROWS } from "../pki/certlist";
 import { ClusterSpec } from "../spec/types";
 import { etcdctl, etcdEndpoints } from "./etcd";
+import { shellQuote } from "./shell";
 
 export type EtcdPermissionType = "read" | "write" | "readwrite";
 
@@ -109,7 +110,6 @@ function roleGetText(role: string, perms: EtcdPermission[]): string {
     ].join("\n");
 }
 
-const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
 /**
  * Idempotent POSIX sh, run as root on one master: creates the roles and the password-less users of
@@ -128,10 +128,10 @@ export function renderEtcdAuthScript(spec: ClusterSpec, etcdctlCommand: string =
         if (name === "root") {
             lines.push(`ensure_role root`);
         } else {
-            lines.push(`ensure_role ${quote(name)} ${quote(roleGetText(name, perms))}${perms.map((p) => ` ${p.type}:${quote(p.prefix)}`).join("")}`);
+            lines.push(`ensure_role ${shellQuote(name)} ${shellQuote(roleGetText(name, perms))}${perms.map((p) => ` ${p.type}:${shellQuote(p.prefix)}`).join("")}`);
         }
     }
-    for (const u of users) lines.push(`ensure_user ${quote(u.name)} ${quote(u.roles.map((r) => r.name).join(" "))}`);
+    for (const u of users) lines.push(`ensure_user ${shellQuote(u.name)} ${shellQuote(u.roles.map((r) => r.name).join(" "))}`);
 
     return `#!/bin/sh
 # Managed by kubeha: etcd users for the client certificates' CNs, their roles, then auth enabled.

@@ -4,6 +4,7 @@
 import { ClusterSpec, Host, LoadBalancerSettings } from "../spec/types";
 import { PKI_DIR } from "./paths";
 import { renderUnit } from "./systemd";
+import { shellQuote as shq } from "./shell";
 
 export const LB_PATHS = {
     /** A standalone nginx main config, not a site in the distro's /etc/nginx (its nginx.service stays untouched). */
@@ -30,7 +31,7 @@ function lbSettings(spec: ClusterSpec): LoadBalancerSettings {
 export function renderNginxStreamConfig(spec: ClusterSpec): string {
     const lb = lbSettings(spec);
     if (spec.masters.length === 0) throw new Error("the API load balancer needs at least one master to proxy to");
-    const servers = spec.masters.map((m) => `        server ${m.ip}:${spec.ports.apiserver} max_fails=3 fail_timeout=10s; # ${m.name}`);
+    const servers = spec.masters.map((m) => upstreamLine(spec, m, false));
     return [
         `# ${HEADER}`,
         "# A dedicated nginx for the Kubernetes API (unit " + LB_PATHS.unit + "), separate from the",
@@ -75,6 +76,37 @@ export function renderNginxStreamConfig(spec: ClusterSpec): string {
         "}",
         "",
     ].join("\n");
+}
+
+/** The upstream line of one master in nginx.conf, and the same line marked `down`. */
+function upstreamLine(spec: ClusterSpec, m: Host, down: boolean): string {
+    return `        server ${m.ip}:${spec.ports.apiserver} max_fails=3 fail_timeout=10s${down ? " down" : ""}; # ${m.name}`;
+}
+
+/**
+ * Scripts run on each lb host around a restart of one master's kube-apiserver: `before` marks the
+ * master `down` in nginx's upstreams and reloads (new connections go to the other masters; nginx
+ * has no active health checks, and a starting apiserver accepts connections before it answers),
+ * `after` puts it back once the apiserver is ready. Both leave nginx.conf byte for byte as
+ * rendered (or as rendered with that one line marked), and do nothing when it already is.
+ */
+export function lbDrainScripts(spec: ClusterSpec, m: Host): { before: string; after: string } {
+    const conf = LB_PATHS.nginxConfig;
+    const swap = (from: string, to: string, done: string) => [
+        `if grep -qxF ${shq(from)} ${conf}; then`,
+        `  tmp=$(mktemp ${conf}.XXXXXX)`,
+        // awk replaces the whole line, byte for byte: no regular expressions over addresses.
+        `  awk -v from=${shq(from)} -v to=${shq(to)} '$0 == from { print to; next } { print }' ${conf} >"$tmp"`,
+        `  chmod 0644 "$tmp" && mv "$tmp" ${conf}`,
+        `  systemctl reload ${LB_PATHS.unit}`,
+        "  sleep 1",
+        `  echo ${shq(done)}`,
+        "fi",
+    ].join("\n");
+    return {
+        before: swap(upstreamLine(spec, m, false), upstreamLine(spec, m, true), `took ${m.name} out of the API proxy's upstreams`),
+        after: swap(upstreamLine(spec, m, true), upstreamLine(spec, m, false), `put ${m.name} back in the API proxy's upstreams`),
+    };
 }
 
 export function renderLbUnit(spec: ClusterSpec): string {
@@ -190,7 +222,6 @@ export interface CheckScriptOverrides {
 export function renderApiserverCheckScript(spec: ClusterSpec, overrides: CheckScriptOverrides = {}): string {
     const lb = lbSettings(spec);
     const ca = overrides.caFile ?? `${PKI_DIR}/ca.crt`;
-    const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
     return [
         "#!/bin/sh",
         `# ${HEADER}`,
@@ -200,7 +231,7 @@ export function renderApiserverCheckScript(spec: ClusterSpec, overrides: CheckSc
         "# nginx has no active health checks, so a master that accepts connections but is not ready",
         "# still gets some: up to three attempts on new connections (least_conn moves on to another",
         "# master) keep one such master from taking the VIP away from every lb host.",
-        `ca=${quote(ca)}`,
+        `ca=${shq(ca)}`,
         `url=https://127.0.0.1:${lb.port}/readyz`,
         "code=000",
         "for attempt in 1 2 3; do",

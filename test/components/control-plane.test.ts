@@ -6,6 +6,7 @@ import { strict as assert } from "node:assert";
 import { buildCluster, Recorded } from "../mocks";
 import { ancestors, disruptions, group, named, stepNames } from "./host-graph";
 import { UnitStep } from "../../host/types";
+import { hostManifest, unit } from "../../host/group";
 
 const ETCD_ENDPOINTS = "https://198.18.0.11:2379,https://198.18.0.12:2379,https://198.18.0.13:2379";
 
@@ -132,6 +133,21 @@ describe("restart scope: a change restarts exactly the units that read it (mocks
 
     it("a VRRP setting reloads keepalived on the lb hosts and nothing else", async () => {
         assert.deepEqual(await changed({ vrrpRouterId: 77 }), on(["lb1", "lb2"], "lb", "keepalived.service", "reload"));
+    });
+
+    it("the apiservers are drained from the lb hosts around their restart (the drain is not part of what restarts them)", async () => {
+        const cp = group(base, "kubeha-control-plane-masters");
+        const drain = (cp.hosts.m2.steps[0] as UnitStep).drain!;
+        assert.deepEqual(drain.on.map((h) => h.name), ["lb1", "lb2"]);
+        assert.match(drain.before, /server 198\.18\.0\.12:6443 max_fails=3 fail_timeout=10s down; # m2/);
+        const m2 = cp.hosts.m2.steps[0];
+        const h = { name: "m2", ip: "198.18.0.12", roles: ["master" as const] };
+        const file = { path: "/etc/x.conf", content: "x", mode: "0644", secret: false };
+        const step = { name: m2.name, reads: ["/etc/x.conf"], health: m2.health };
+        const digest = (extra: object) => hostManifest(h, { files: [file], steps: [unit({ ...step, ...extra })] }).manifest.steps[0].digest;
+        assert.equal(digest({ drain }), digest({}), "adding or changing a drain restarts nothing");
+        assert.equal(digest({ drain, health: { ...m2.health!, timeoutSeconds: 999 } }), digest({}), "nor does a gate's timeout");
+        assert.notEqual(digest({ onChange: "reload" }), digest({}), "what the step does is digested");
     });
 
     it("a kubelet setting restarts only the kubelets", async () => {

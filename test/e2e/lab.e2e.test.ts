@@ -383,10 +383,14 @@ describe("kubeha on lab hosts (real Pulumi engine, real binaries)", function () 
         timings.preview_refresh = Math.round((Date.now() - t0) / 100) / 10;
         assert.equal(seen.status, 0, seen.stderr);
         const report = seen.stdout;
+        // The refresh records what it found; the diff lines (~) name the host, the file and the unit state.
         assert.match(report, /kubernetes-nodes-hosts/, report);
-        assert.match(report, /kube-proxy\.service[\s\S]*state[^\n]*"(running|inactive)"[^\n]*"(running|inactive)"|state: "inactive" => "running"|"inactive"/, `kube-proxy's state shows:\n${report}`);
-        assert.match(report, /\/var\/lib\/kubelet\/config\.yaml/, `the edited file shows:\n${report}`);
-        assert.doesNotMatch(report, /k8s-node02|not-kubehas/, `only the drifted host and paths show:\n${report}`);
+        assert.match(report, new RegExp(`~ ${node}: \\{`), report);
+        assert.doesNotMatch(report, new RegExp(`~ ${other}: \\{`), `only the drifted host shows:\n${report}`);
+        assert.match(report, /~ \/var\/lib\/kubelet\/config\.yaml/, `the edited file shows:\n${report}`);
+        assert.match(report, /~ state\s*: "running" => "inactive"/, `kube-proxy's state shows:\n${report}`);
+        assert.doesNotMatch(report, /not-kubehas/, "a file kubeha does not manage is not read");
+        assert.match(report, /~ 1 to update/, report);
         const before = unitTimes();
         const { result, probe } = await probed("drift_heal", () => up("--refresh", "--config-file", day2));
         assert.equal(result.status, 0, result.stdout + result.stderr);

@@ -6,7 +6,7 @@ import { chmodSync, readFileSync, statSync, writeFileSync, existsSync, mkdirSync
 import { join } from "node:path";
 import { converge, refresh, runScript, teardown } from "../../host/provider";
 import { hostManifest, Member, script, sha256, unit } from "../../host/group";
-import { HostGroupInputs, HostGroupOutputs } from "../../host/types";
+import { HostGroupInputs, HostGroupOutputs, UnitStep } from "../../host/types";
 import { HostFile } from "../../render/types";
 import { FakeHosts } from "./fake-hosts";
 
@@ -126,6 +126,35 @@ describe("HostGroup on fake hosts (real agent scripts, real planner and roll)", 
         fake.clearCalls();
         await converge(fake, after, before);
         assert.deepEqual(fake.calls(/restart/), ["b restart svc.service", "c restart svc.service"]);
+    });
+
+    it("a unit with a drain restarts between the drain's before and after on the other hosts; a failed gate leaves it drained, the next run puts it back", async () => {
+        const withDrain = (m: Member, health?: string): Member => {
+            const step = m.manifest.steps[0] as UnitStep;
+            const mark = `"$FAKE_ROOT/drained-${m.name}"`;
+            return { ...m, manifest: { ...m.manifest, steps: [{
+                ...step, health: health ? { ...step.health!, check: health } : step.health,
+                drain: { what: "the test proxy", on: [{ name: "lb", address: "198.18.0.98" }], before: `touch ${mark}; echo "drain ${m.name}" >>"$FAKE_LOG"`, after: `if [ -e ${mark} ]; then rm ${mark}; echo "undrain ${m.name}" >>"$FAKE_LOG"; fi` },
+            }] } };
+        };
+        const before = group(["a", "b"].map((h) => withDrain(member(h))));
+        await converge(fake, before);
+        fake.clearCalls();
+        const after = group(["a", "b"].map((h) => withDrain(member(h, { config: "flag: 2\n" }))));
+        await converge(fake, after, before);
+        assert.deepEqual(fake.calls(/drain|restart/), ["drain a", "a restart svc.service", "undrain a", "drain b", "b restart svc.service", "undrain b"]);
+
+        // b's gate fails: b stays out of the proxy, and the error says so.
+        fake.clearCalls();
+        const broken = group(["a", "b"].map((h) => withDrain(member(h, { config: "flag: 3\n" }), h === "b" ? "false" : undefined)));
+        await assert.rejects(converge(fake, broken, after), /roll stopped at b \(b stays out of the test proxy until it is healthy again\)/);
+        assert.ok(existsSync(join(fake.root("lb"), "drained-b")), "b is still drained");
+        // Healthy again, with the config as before the failed change (nothing to restart): put back.
+        fake.clearCalls();
+        const fixed = group(["a", "b"].map((h) => withDrain(member(h, { config: "flag: 3\n" }))));
+        await converge(fake, fixed, broken);
+        assert.ok(!existsSync(join(fake.root("lb"), "drained-b")), "b is back");
+        assert.deepEqual(fake.calls(/undrain/), ["undrain b"]);
     });
 
     it("a health gate that never passes fails with what was checked and the unit's state and log lines", async () => {

@@ -3,14 +3,14 @@
 // HTTPS stub, directly and through a real nginx started from the rendered config.
 import { strict as assert } from "node:assert";
 import { ChildProcess, execFile, spawn, spawnSync } from "node:child_process";
-import { chmodSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer as createHttpsServer, Server } from "node:https";
 import { AddressInfo, connect, createServer as createNetServer, Server as NetServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { HA_RAW, SEED_RAW, specOf } from "../fixtures";
 import {
-    LB_PATHS, renderApiserverCheckScript, renderKeepalivedConfig, renderLbUnit, renderNginxStreamConfig,
+    LB_PATHS, lbDrainScripts, renderApiserverCheckScript, renderKeepalivedConfig, renderLbUnit, renderNginxStreamConfig,
 } from "../../render/loadbalancer";
 import { CA_USAGES } from "../../pki/certlist";
 import { createCertRequest, createSelfSignedCert, generateKey, signCertRequest } from "../../pki/x509";
@@ -400,5 +400,53 @@ describe("API load balancer rendering", () => {
                 }
             });
         });
+    });
+});
+
+describe("API proxy drain around an apiserver restart (scripts run with sh on a copy of nginx.conf)", () => {
+    const spec = specOf(HA_RAW);
+    const dir = mkdtempSync(join(tmpdir(), "kubeha-lb-drain-"));
+    const conf = join(dir, "nginx.conf");
+    const log = join(dir, "reloads.log");
+    const bin = join(dir, "bin");
+    before(() => {
+        spawnSync("mkdir", ["-p", bin]);
+        writeFileSync(join(bin, "systemctl"), `#!/bin/sh\necho "$*" >>${log}\n`);
+        writeFileSync(join(bin, "sleep"), "#!/bin/sh\n");
+        chmodSync(join(bin, "systemctl"), 0o755);
+        chmodSync(join(bin, "sleep"), 0o755);
+    });
+    const runScript = (script: string) => spawnSync("sh", ["-c", `set -eu\n${script.replaceAll(LB_PATHS.nginxConfig, conf)}`], { encoding: "utf8", env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } });
+    const reloads = () => (existsSync(log) ? readFileSync(log, "utf8").trim().split("\n").filter(Boolean).length : 0);
+
+    it("marks exactly that master down and reloads; putting it back restores the rendered file byte for byte; both are idempotent", () => {
+        const rendered = renderNginxStreamConfig(spec);
+        writeFileSync(conf, rendered);
+        const m2 = spec.masters[1];
+        const { before: drain, after: undrain } = lbDrainScripts(spec, m2);
+        let r = runScript(drain);
+        assert.equal(r.status, 0, r.stderr);
+        assert.match(r.stdout, /took m2 out of the API proxy's upstreams/);
+        const drained = readFileSync(conf, "utf8");
+        const changed = drained.split("\n").filter((l, i) => l !== rendered.split("\n")[i]);
+        assert.deepEqual(changed, [`        server ${m2.ip}:6443 max_fails=3 fail_timeout=10s down; # m2`]);
+        assert.equal(reloads(), 1);
+        r = runScript(drain);
+        assert.equal(r.stdout, "", "draining again does nothing");
+        assert.equal(reloads(), 1);
+        r = runScript(undrain);
+        assert.equal(r.status, 0, r.stderr);
+        assert.equal(readFileSync(conf, "utf8"), rendered);
+        assert.equal(reloads(), 2);
+        runScript(undrain);
+        assert.equal(reloads(), 2, "putting back a master that is in does nothing");
+    });
+
+    it("nginx -t accepts the drained config", function () {
+        requireTool(this, "nginx", "nginx libnginx-mod-stream");
+        writeFileSync(conf, renderNginxStreamConfig(spec));
+        runScript(lbDrainScripts(spec, spec.masters[0]).before);
+        const r = spawnSync("nginx", ["-t", "-c", conf], { encoding: "utf8" });
+        assert.equal(r.status, 0, r.stderr);
     });
 });
