@@ -80,8 +80,8 @@ interface DigestCache { path: string; entries: Record<string, { stamp: string; s
 let digestCache: DigestCache | undefined;
 function digestCacheFile(): DigestCache | undefined {
     if (process.env.KUBEHA_DIGEST_CACHE === "off") return undefined;
-    if (!digestCache) {
-        const path = `${process.env.KUBEHA_CACHE ?? `${homedir()}/.cache/kubeha`}/local-digests.json`;
+    const path = `${process.env.KUBEHA_CACHE ?? `${homedir()}/.cache/kubeha`}/local-digests.json`;
+    if (digestCache?.path !== path) {
         let entries: DigestCache["entries"] = {};
         try {
             entries = JSON.parse(readFileSync(path, "utf8")).entries ?? {};
