@@ -49,7 +49,7 @@ export function renderNginxStreamConfig(spec: ClusterSpec): string {
         "error_log stderr warn;",
         "",
         "events {",
-        "    worker_connections 8192;",
+        `    worker_connections ${lb.workerConnections};`,
         "}",
         "",
         "stream {",

@@ -475,6 +475,7 @@ export function loadClusterSpec(raw: RawConfig, opts: LoadOptions = {}): LoadRes
     // Load balancer.
     let loadBalancer: ClusterSpec["loadBalancer"];
     const vrrpRouterId = r.integer("vrrpRouterId", 1, 255);
+    const workerConnections = r.integer("apiLoadBalancerWorkerConnections", 512, 1048576);
     if (loadBalancers.length > 0) {
         const vip = r.optionalString("vip");
         const vipIp = vip ? parseIpv4(vip) : undefined;
@@ -486,7 +487,7 @@ export function loadClusterSpec(raw: RawConfig, opts: LoadOptions = {}): LoadRes
             if (hostCidr && !contains(hostCidr, vipIp)) r.problem(["vip", "hostCidr"], `${vip} is outside the hosts' subnet ${hostCidr.text}; VRRP needs it on the hosts' L2 segment`);
             if (hostCidr && [hostCidr.network.toString(), broadcastAddress(hostCidr)].includes(vip)) r.problem("vip", `${vip} is the network or broadcast address of ${hostCidr.text}`);
         }
-        loadBalancer = { vip: vip ?? "", port: lbPort, virtualRouterId: vrrpRouterId };
+        loadBalancer = { vip: vip ?? "", port: lbPort, virtualRouterId: vrrpRouterId, workerConnections };
     } else if (r.present("vip")) {
         warnings.push(`${NAMESPACE}:vip is set but there are no lb hosts; it is not used`);
     }

@@ -63,6 +63,7 @@ export const SETTINGS = {
 
     vip: { type: "string", default: "", description: "Virtual IP held by keepalived on the lb hosts (required with lb hosts)." },
     apiLoadBalancerPort: { type: "integer", default: 8443, description: "Port nginx listens on for the API, on the VIP." },
+    apiLoadBalancerWorkerConnections: { type: "integer", default: 8192, description: "nginx worker_connections on the lb hosts: each client connection to the API takes two (client and upstream); every kubelet, kube-proxy and controller holds a few watch connections. A change reloads nginx, one lb host at a time." },
     vrrpRouterId: { type: "integer", default: 51, description: "keepalived virtual_router_id, unique on the L2 segment (1-255)." },
 
     apiserverPort: { type: "integer", default: 6443, description: "kube-apiserver secure port on every master." },

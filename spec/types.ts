@@ -96,6 +96,8 @@ export interface LoadBalancerSettings {
     /** Port nginx listens on, on the VIP. */
     port: number;
     virtualRouterId: number;
+    /** nginx worker_connections. */
+    workerConnections: number;
 }
 
 export interface Ports {

@@ -131,6 +131,10 @@ describe("restart scope: a change restarts exactly the units that read it (mocks
         assert.deepEqual(await changed({ schedulerExtraArgs: ["--v=3"] }), on(MASTERS, "control-plane", "kube-scheduler.service"));
     });
 
+    it("an nginx setting reloads the API proxy on the lb hosts and nothing else", async () => {
+        assert.deepEqual(await changed({ apiLoadBalancerWorkerConnections: 16384 }), on(["lb1", "lb2"], "lb", "kubeha-apiserver-lb.service", "reload"));
+    });
+
     it("a VRRP setting reloads keepalived on the lb hosts and nothing else", async () => {
         assert.deepEqual(await changed({ vrrpRouterId: 77 }), on(["lb1", "lb2"], "lb", "keepalived.service", "reload"));
     });
