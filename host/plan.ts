@@ -132,11 +132,18 @@ export function planHost(group: string, m: HostManifest, payload: Record<string,
         if (!gated && preGate) steps.push({ op: "gate", gate: preGate });
         gated = true;
     };
+    // A first install starts the units one after another and checks their gates (then records
+    // them) before the next script and at the end: the units wait for each other themselves, and
+    // their start-up times overlap. A change on a running host checks each gate before going on.
+    const deferred: ApplyRequest[] = [];
+    const after = (...rs: ApplyRequest[]) => (fresh ? deferred : steps).push(...rs);
+    const settle = () => steps.push(...deferred.splice(0));
     for (const s of m.steps) {
         const record = recordOf(group, s);
         const readChanged = s.reads.some((r) => changed.has(r));
         if (s.kind === "script") {
             if (o.scripts[s.name]?.applied !== s.digest || readChanged) {
+                settle();
                 steps.push({ op: "run", name: s.name, script: s.script });
                 if (s.health) steps.push({ op: "gate", gate: s.health });
                 steps.push({ op: "record", record, digest: s.digest });
@@ -163,9 +170,10 @@ export function planHost(group: string, m: HostManifest, payload: Record<string,
             disruptive = true;
             started = true;
         }
-        if (started && s.health) steps.push({ op: "gate", unit: s.name, gate: s.health });
-        if (u.applied !== s.digest) steps.push({ op: "record", record, digest: s.digest });
+        if (started && s.health) after({ op: "gate", unit: s.name, gate: s.health });
+        if (u.applied !== s.digest) after({ op: "record", record, digest: s.digest });
     }
+    settle();
     return { requests: [...head, ...steps], uploads, disruptive, fresh, summary };
 }
 

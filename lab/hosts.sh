@@ -539,6 +539,17 @@ stop_host() {
 			{ log "WARN: lazy unmount of $hd/merged"; umount -l "$hd/merged"; }
 	fi
 	mountpoint -q "$hd/merged" && die "$hd/merged still mounted"
+	# A killed host's network namespace goes away asynchronously, and its host-side veth with it;
+	# the next boot's nspawn fails with "File exists" while vb-<machine> is still there.
+	local veth deadline
+	veth=vb-$(machine_name "$name")
+	veth=${veth:0:15}
+	deadline=$((SECONDS + 10))
+	while ip link show "$veth" >/dev/null 2>&1 && ((SECONDS < deadline)); do sleep 0.2; done
+	if ip link show "$veth" >/dev/null 2>&1; then
+		log "$name: removing its leftover veth $veth"
+		ip link delete "$veth" 2>/dev/null || true
+	fi
 	rm -f "$hd/pid" "$hd/launcher"
 }
 
