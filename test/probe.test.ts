@@ -193,17 +193,18 @@ describe("e2e API probe (test/e2e/probe.ts)", function () {
         const r = await probe.stop();
         const s = await api.stats();
         for (const [kind, counts] of [["read", r.reads], ["write", r.writes]] as const) {
-            assert.ok(counts.failed >= 8, `${kind}: about one failure per tick of the 1 s pause: ${JSON.stringify(r)}`);
+            assert.ok(counts.failed >= 2, `${kind}: every request of the 1 s pause fails at its 300 ms deadline: ${JSON.stringify(r)}`);
             assert.equal(count(r, kind), counts.failed);
             assert.ok(count(r, kind, /^no answer within 300 ms$/) >= 2, `${kind}: timeouts: ${JSON.stringify(r.failures)}`);
-            assert.ok(count(r, kind, /^still waiting for the previous request$/) >= 4, `${kind}: ticks while one was in flight`);
+            assert.ok(counts.skipped >= 4, `${kind}: ticks while one was in flight are skipped, not issued`);
+            assert.ok(counts.failed + counts.skipped >= 8, `${kind}: the pause covers about ten ticks`);
             assert.ok(counts.ok >= 4, `${kind}: OK before and after the pause`);
         }
         // The failures are the pause's (a loaded machine may add a slow answer or two elsewhere).
         const outside = r.failures.filter((f) => Date.parse(f.at) < pausedAt - 350 || Date.parse(f.at) > resumedAt + 50);
         assert.ok(outside.length <= 2, `failures outside the pause ${new Date(pausedAt).toISOString()}..${new Date(resumedAt).toISOString()}: ${JSON.stringify(outside)}`);
         // Every request the probe issued reached the server once: no retry hid a failure.
-        const issued = (kind: "read" | "write") => (kind === "read" ? r.reads : r.writes).ok + count(r, kind) - count(r, kind, /still waiting/);
+        const issued = (kind: "read" | "write") => (kind === "read" ? r.reads : r.writes).ok + count(r, kind);
         assert.equal(s.requests["GET /api/v1/namespaces/default/configmaps/kubeha-probe"], issued("read"));
         assert.equal(s.requests["PATCH /api/v1/namespaces/default/configmaps/kubeha-probe"], issued("write"));
     });
@@ -217,11 +218,11 @@ describe("e2e API probe (test/e2e/probe.ts)", function () {
         const expected = (Date.now() - t0) / 100 + 1; // tick 0 at t0
         const r = await probe.stop();
         // Ticks this process ran late (a loaded machine) are counted apart, not as API failures.
-        const ticks = r.reads.ok + r.reads.failed + r.ticksLate;
+        const ticks = r.reads.ok + r.reads.failed + r.reads.skipped + r.ticksLate;
         assert.ok(Math.abs(ticks - expected) <= 2, `ticks ${ticks}, expected about ${expected}`);
         assert.ok(r.reads.ok >= 2 && r.reads.ok <= 5, `a 250 ms answer takes three ticks: ${r.reads.ok} OK`);
-        assert.equal(count(r, "read", /still waiting/), r.reads.failed);
-        assert.ok(r.failures.every((f) => f.ms >= 0 && f.ms < 1000), JSON.stringify(r.failures));
+        assert.equal(r.reads.failed, 0, "a slow answer within the deadline is no failure");
+        assert.ok(r.reads.skipped >= 4, `the ticks while a 250 ms answer is awaited are skipped: ${r.reads.skipped}`);
     });
 
     it("counts connection errors once the server is closed", async () => {

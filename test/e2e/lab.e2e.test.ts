@@ -377,7 +377,9 @@ describe("kubeha on lab hosts (real Pulumi engine, real binaries)", function () 
         const p = lab("pulumi", "preview", "--expect-no-changes", "--config-file", alt);
         assert.equal(p.status, 0, `a key rotation previews no change:\n${p.stdout}${p.stderr}`);
         const before = unitTimes();
-        const { result, probe } = await probed("ssh_key_rotation", () => up("--refresh", "--expect-no-changes", "--config-file", alt));
+        // --run-program: the refresh reads the hosts with the program's (new) SSH settings, not
+        // those the last update recorded for kubeha's provider.
+        const { result, probe } = await probed("ssh_key_rotation", () => up("--refresh", "--run-program", "--expect-no-changes", "--config-file", alt));
         assert.equal(result.status, 0, result.stdout + result.stderr);
         assert.deepEqual(restarted(before, unitTimes()), []);
         assert.equal(probe.reads.failed + probe.writes.failed, 0, JSON.stringify(probe.failures.slice(0, 5)));

@@ -49,13 +49,16 @@ export interface ProbeFailure {
     at: string;
     kind: ProbeKind;
     error: string;
-    /** How long the request ran before it failed (for "still waiting": how long the previous one has run). */
+    /** How long the request ran before it failed. */
     ms: number;
 }
 
 export interface ProbeCounts {
     ok: number;
+    /** Errors and requests not answered within timeoutMs. */
     failed: number;
+    /** Ticks that came while the previous request of that kind was still running (slow, not failed: it is counted when it ends). */
+    skipped: number;
 }
 
 export interface ProbeResult {
@@ -264,7 +267,7 @@ export function startProbeInProcess(target: ProbeTarget, opts: Omit<ProbeOptions
     const wallOf = (m: number) => startedAt.getTime() + (m - mono0);
     const result: ProbeResult = {
         label: s.label, startedAt: startedAt.toISOString(), durationSeconds: 0, intervalMs: s.intervalMs, timeoutMs: s.timeoutMs,
-        reads: { ok: 0, failed: 0 }, writes: { ok: 0, failed: 0 }, failures: [], failuresNotListed: 0,
+        reads: { ok: 0, failed: 0, skipped: 0 }, writes: { ok: 0, failed: 0, skipped: 0 }, failures: [], failuresNotListed: 0,
         readyNodes: { min: null, max: null, samples: 0, failed: 0, notReadySeen: [] }, ticksLate: 0,
     };
     const notReady = new Set<string>();
@@ -281,10 +284,16 @@ export function startProbeInProcess(target: ProbeTarget, opts: Omit<ProbeOptions
         else result.failuresNotListed++;
     };
 
-    /** Issues one request of `kind` unless the previous one still runs (then the tick fails). */
-    const attempt = (kind: ProbeKind, at: number, run: () => Promise<void>) => {
-        const prev = inFlight[kind];
-        if (prev) return fail(kind, at, "still waiting for the previous request", Math.round(mono() - prev.since));
+    /**
+     * Issues one request of `kind` unless the previous one still runs: then the tick is skipped
+     * (that request has its own deadline and is counted as failed if it misses it).
+     */
+    const attempt = (kind: ProbeKind, run: () => Promise<void>) => {
+        if (inFlight[kind]) {
+            if (kind === "read") result.reads.skipped++;
+            else if (kind === "write") result.writes.skipped++;
+            return;
+        }
         const since = mono();
         const done = run().then(
             () => { if (kind === "read") result.reads.ok++; else if (kind === "write") result.writes.ok++; },
@@ -326,10 +335,9 @@ export function startProbeInProcess(target: ProbeTarget, opts: Omit<ProbeOptions
             result.ticksLate += due - tick;
             tick = due;
         }
-        const at = wallOf(t0 + tick * s.intervalMs);
-        attempt("read", at, read);
-        attempt("write", at, write);
-        if (tick % nodesEvery === 0) attempt("nodes", at, nodes);
+        attempt("read", read);
+        attempt("write", write);
+        if (tick % nodesEvery === 0) attempt("nodes", nodes);
         tick++;
         timer = setTimeout(onTick, Math.max(0, t0 + tick * s.intervalMs - mono()));
     };
