@@ -110,7 +110,7 @@ while IFS=' ' read -r op a b c d; do
   rmtree) # path: a mount point (a disk of its own) is emptied, not removed
     if mountpoint -q "$a" 2>/dev/null; then find "$a" -mindepth 1 -maxdepth 1 -exec rm -rf {} +
     elif [ -e "$a" ]; then rm -rf "$a"; echo "removed $a"; fi
-    rmparents "$a/x" ;;
+    rmparents "$a" ;;
   own) mkdir -p "$S"/owners; grep -qxF "$b" "$S"/owners/"$a" 2>/dev/null || echo "$b" >>"$S"/owners/"$a" ;;
   disown)
     f="$S"/owners/"$a"

@@ -171,10 +171,12 @@ export function renderKeepalivedConfig(spec: ClusterSpec, host: Host, authPass: 
         "# to a peer that still works.",
         `vrrp_script ${CHECK_SCRIPT_NAME} {`,
         `    script "${LB_PATHS.checkScript}"`,
-        "    interval 3",
-        "    timeout 10",
+        // Every second, healthy after one pass: a new cluster's VIP comes up as soon as an apiserver
+        // is ready; three misses in a row (3 s) move it.
+        "    interval 1",
+        "    timeout 3",
         "    fall 3",
-        "    rise 2",
+        "    rise 1",
         "}",
         "",
         "vrrp_instance kube_apiserver {",

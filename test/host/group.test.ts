@@ -228,6 +228,19 @@ describe("HostGroup on fake hosts (real agent scripts, real planner and roll)", 
         assert.ok(!existsSync(`${fake.root("b")}/etc/svc`), "emptied directories go");
     });
 
+    it("teardown removes a unit's data directories and their parent once it is empty, never a parent that holds more", async () => {
+        const m = member("a");
+        const r = fake.root("a");
+        const step = { ...(m.manifest.steps[0] as UnitStep), removeOnDelete: [`${r}/var/lib/svc/data`, `${r}/var/lib/svc/wal`] };
+        const g = group([{ ...m, manifest: { ...m.manifest, steps: [step] } }]);
+        await converge(fake, g);
+        for (const d of ["data", "wal"]) mkdirSync(`${r}/var/lib/svc/${d}/member`, { recursive: true });
+        mkdirSync(`${r}/var/lib/other`, { recursive: true });
+        await teardown(fake, g);
+        assert.ok(!existsSync(`${r}/var/lib/svc`), "the emptied parent goes");
+        assert.ok(existsSync(`${r}/var/lib/other`), "what else is in /var/lib stays");
+    });
+
     it("a script step runs once per digest", async () => {
         const r = fake.root("a");
         const mk = (text: string) => hostManifest({ name: "a", ip: "198.18.0.99", roles: ["worker"] }, {
