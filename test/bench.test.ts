@@ -174,7 +174,7 @@ describe("lab/bench.sh (fake lab)", function () {
                 "run pulumi preview --expect-no-changes --suppress-progress MASTERS= WORKERS=",
                 "run pulumi up --yes --skip-preview --expect-no-changes --suppress-progress MASTERS= WORKERS=",
                 "run pulumi preview --expect-no-changes --suppress-progress MASTERS= WORKERS=",
-                "run pulumi up --yes --skip-preview --suppress-progress --config-file <copy> MASTERS= WORKERS=",
+                "run pulumi up --yes --skip-preview --suppress-progress --refresh --run-program --config-file <copy> MASTERS= WORKERS=",
                 "run down MASTERS= WORKERS=",
                 "hosts down MASTERS= WORKERS= LBS=",
                 "hosts up MASTERS=3 WORKERS=9 LBS=2",
