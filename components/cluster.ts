@@ -61,10 +61,10 @@ export class Cluster extends pulumi.ComponentResource {
         }
 
         // 5. Nothing that uses the endpoint runs before it answers.
-        const check = `curl -fsS --max-time 3 --cacert ${PKI_DIR}/ca.crt ${spec.apiEndpoint.url}/readyz >/dev/null`;
+        const what = `API endpoint ${spec.apiEndpoint.url}/readyz`;
         this.apiReady = new HostScript(`${name}-api-endpoint-ready`, {
-            what: `API endpoint ${spec.apiEndpoint.url}/readyz`, host: spec.masters[0],
-            script: `i=0; until ${check}; do i=$((i + 1)); [ "$i" -lt 120 ] || { echo "${spec.apiEndpoint.url}/readyz does not answer after 120s" >&2; exit 1; }; sleep 1; done`,
+            what, host: spec.masters[0],
+            gate: { what, check: `curl -fsS --max-time 3 --cacert ${PKI_DIR}/ca.crt ${spec.apiEndpoint.url}/readyz >/dev/null`, timeoutSeconds: 120 },
             rerunOn: [spec.apiEndpoint.url],
         }, { parent: this, dependsOn: [this.controlPlane.masters, ...(this.loadBalancer ? [this.loadBalancer.hosts] : [])] });
 

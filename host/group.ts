@@ -186,7 +186,9 @@ export interface HostScriptArgs {
     /** In the cluster's words, for messages. */
     what: string;
     host: Host;
-    script: string;
+    /** The script, or a gate to wait for (run by the agent like a unit's health gate). */
+    script?: string;
+    gate?: Gate;
     stdin?: pulumi.Input<string>;
     /** The script runs again (in place) when any of these change. */
     rerunOn: pulumi.Input<string>[];
@@ -202,7 +204,8 @@ export class HostScript extends pulumi.dynamic.Resource {
             kind: "script",
             what: args.what,
             host: { name: args.host.name, address: args.host.ip },
-            script: args.script,
+            script: args.script ?? "",
+            ...(args.gate ? { gate: args.gate } : {}),
             ...(args.stdin !== undefined ? { stdin: pulumi.secret(args.stdin) } : {}),
             // A digest of secrets reveals nothing: not secret, so previews show that it changes.
             digest: pulumi.unsecret(pulumi.all(args.rerunOn).apply((v) => sha256(v.join("\n")))),
@@ -211,16 +214,4 @@ export class HostScript extends pulumi.dynamic.Resource {
         };
         super(hostProvider, name, inputs, { ...opts, additionalSecretOutputs: ["stdin"] }, "kubeha", "HostScript");
     }
-}
-
-/** A gate as a script: waits until `check` passes on the host, or fails naming what was checked. */
-export function gateScript(g: Gate): string {
-    return [
-        `deadline=$(( $(date +%s) + ${g.timeoutSeconds} ))`,
-        `until out=$( { ${g.check} ; } 2>&1 ); do`,
-        `  if [ "$(date +%s)" -ge "$deadline" ]; then printf '%s: not healthy after %ss; last output:\\n%s\\n' ${JSON.stringify(g.what)} ${g.timeoutSeconds} "$out" >&2; exit 1; fi`,
-        "  sleep 1",
-        "done",
-        `echo ${JSON.stringify(`${g.what}: healthy`)}`,
-    ].join("\n");
 }

@@ -17,7 +17,7 @@ import type * as pulumi from "@pulumi/pulumi";
 import { APPLY_SCRIPT, encodeApply, encodeProbe, Observed, parseApply, parseProbe, PROBE_SCRIPT, SAFE_NAME, SAFE_PATH, uploadScript } from "./agent";
 import { HostPlan, isEmpty, observedManifest, planHost, planRemoval, probeRequests, rollOrder } from "./plan";
 import { ExecResult, SshPool, sshSettingsFromConfig, SshSettings, Target } from "./ssh";
-import { Drain, HostGroupInputs, HostGroupOutputs, HostManifest, RollPolicy } from "./types";
+import { Drain, Gate, HostGroupInputs, HostGroupOutputs, HostManifest, RollPolicy } from "./types";
 
 /** A one-off script on one host (kubectl apply, a health gate of the whole cluster). */
 export interface HostScriptInputs {
@@ -25,7 +25,10 @@ export interface HostScriptInputs {
     /** In the cluster's words, for messages ("bootstrap RBAC"). */
     what: string;
     host: Target;
+    /** POSIX sh; empty when the resource is a gate. */
     script: string;
+    /** Instead of a script: waits until the check passes (the agent's gate, as a unit's health). */
+    gate?: Gate;
     /** Secret. */
     stdin?: string;
     /** Re-run when this changes. */
@@ -222,6 +225,7 @@ export async function refresh(run: Runner, olds: HostGroupOutputs): Promise<Host
 // ---------------------------------------------------------------- scripts
 
 export async function runScript(run: Runner, i: HostScriptInputs, script: string): Promise<string[]> {
+    if (i.gate && script === i.script) return applyRequests(run, i.host, [{ op: "gate", gate: i.gate }]);
     const r = await run.run(i.host, `set -eu\n${script}`, i.stdin);
     if (r.code !== 0) {
         const tail = (r.stderr.trim() || r.stdout.trim()).split("\n").slice(-20).join("\n");
@@ -292,7 +296,7 @@ export const hostProvider: pulumi.dynamic.ResourceProvider = {
     async update(_id, olds: Inputs, news: Inputs) {
         if (news.kind === "script") {
             const o = olds as HostScriptInputs;
-            const same = o.script === news.script && o.digest === news.digest && o.stdin === news.stdin && o.host?.address === news.host.address;
+            const same = o.script === news.script && canonical(o.gate) === canonical(news.gate) && o.digest === news.digest && o.stdin === news.stdin && o.host?.address === news.host.address;
             return { outs: { ...news, lastApplied: same ? [] : await runScript(sshRunner(), news, news.script) } };
         }
         return { outs: { ...news, lastApplied: await converge(sshRunner(), news, olds as HostGroupInputs) } };

@@ -93,7 +93,7 @@ describe("API load balancer (mocks)", function () {
 
     it("nothing uses the VIP before the lb hosts and every master's control plane converged", () => {
         const gate = named(rs, "kubeha-api-endpoint-ready");
-        assert.match(gate.inputs.script, /https:\/\/198\.18\.0\.10:8443\/readyz/);
+        assert.match(gate.inputs.gate.check, /https:\/\/198\.18\.0\.10:8443\/readyz/);
         const deps = ancestors(rs, gate.name);
         for (const d of ["kubeha-lb-hosts", "kubeha-control-plane-masters"]) assert.ok(deps.has(d), d);
     });
@@ -101,7 +101,7 @@ describe("API load balancer (mocks)", function () {
     it("without lb hosts there is no load balancer and clients use the first master", async () => {
         const single = await buildCluster({ loadBalancers: [], vip: "" });
         assert.ok(!single.some((r) => r.type === "kubeha:lb:ApiLoadBalancer"));
-        assert.match(named(single, "kubeha-api-endpoint-ready").inputs.script, /https:\/\/198\.18\.0\.11:6443\/readyz/);
+        assert.match(named(single, "kubeha-api-endpoint-ready").inputs.gate.check, /https:\/\/198\.18\.0\.11:6443\/readyz/);
     });
 });
 

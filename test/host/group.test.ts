@@ -261,4 +261,14 @@ describe("HostGroup on fake hosts (real agent scripts, real planner and roll)", 
         await assert.rejects(runScript(fake, i, i.script), /^Error: m1: bootstrap RBAC failed \(exit 3\):\nerror: the server is unavailable$/);
         chmodSync(fake.dir, 0o755);
     });
+
+    it("a HostScript gate waits through the agent's gate: healthy once the check passes, else what was checked and its last output", async () => {
+        const host = { name: "m1", address: "198.18.0.11" };
+        const flag = join(fake.root("m1"), "ready");
+        const ok = { kind: "script" as const, what: "API endpoint", host, script: "", digest: "x", gate: { what: "API endpoint /readyz", check: `test -e ${flag}`, timeoutSeconds: 5 } };
+        setTimeout(() => writeFileSync(flag, ""), 1200);
+        assert.deepEqual(await runScript(fake, ok, ok.script), ["m1: API endpoint /readyz: healthy"]);
+        const never = { ...ok, gate: { what: "API endpoint /readyz", check: "echo 'connection refused' >&2; false", timeoutSeconds: 1 } };
+        await assert.rejects(runScript(fake, never, never.script), /^Error: m1: API endpoint \/readyz: not healthy after 1s\nlast check output:\n {2}connection refused/);
+    });
 });
