@@ -128,6 +128,20 @@ function reloadedAt(host: string, unit: string, since: number): number {
 const vipHolder = () => LBS.filter((h) => ssh(h, `ip -4 -o addr show | grep -q ' ${VIP}/'`).status === 0);
 const up = (...args: string[]) => lab("pulumi", "up", "--yes", "--skip-preview", "--suppress-progress", ...args);
 
+/**
+ * `pulumi up` with a day-2 stack file under the probe: it must succeed, restart exactly `units`
+ * (none other), one after the other; the probe's result for the step's own assertions.
+ */
+async function rollsExactly(step: string, stackFile: string, units: string[]): Promise<ProbeResult> {
+    const before = unitTimes();
+    const { result, probe } = await probed(step, () => up("--config-file", stackFile));
+    assert.equal(result.status, 0, result.stdout + result.stderr);
+    const after = unitTimes();
+    assert.deepEqual(restarted(before, after), units);
+    assert.deepEqual(overlapping(units, after), []);
+    return probe;
+}
+
 describe("kubeha on lab hosts (real Pulumi engine, real binaries)", function () {
     before(function () {
         if (process.getuid?.() !== 0) {
@@ -330,12 +344,7 @@ describe("kubeha on lab hosts (real Pulumi engine, real binaries)", function () 
 
     it("an apiserver flag restarts the three apiservers one at a time and nothing else, with no failed request through the VIP", async () => {
         const alt = day2With("apiserver-flag", "kubeha:apiserverExtraArgs: ['--v=2']");
-        const before = unitTimes();
-        const { result, probe } = await probed("apiserver_flag", () => up("--config-file", alt));
-        assert.equal(result.status, 0, result.stdout + result.stderr);
-        const after = unitTimes();
-        assert.deepEqual(restarted(before, after), MASTERS.map((m) => `${m}/kube-apiserver`));
-        assert.deepEqual(overlapping(MASTERS.map((m) => `${m}/kube-apiserver`), after), []);
+        const probe = await rollsExactly("apiserver_flag", alt, MASTERS.map((m) => `${m}/kube-apiserver`));
         assert.equal(probe.reads.failed + probe.writes.failed, 0, JSON.stringify(probe.failures.slice(0, 5)));
         for (const m of MASTERS) assert.match(ssh(m, "cat /etc/systemd/system/kube-apiserver.service").stdout, /--v=2/);
     });
@@ -399,12 +408,7 @@ describe("kubeha on lab hosts (real Pulumi engine, real binaries)", function () 
 
     it("a node-wide kubelet change restarts the kubelets one node at a time, each Ready before the next", async () => {
         const alt = day2With("max-pods", "kubeha:maxPods: 100");
-        const before = unitTimes();
-        const { result, probe } = await probed("kubelet_change", () => up("--config-file", alt));
-        assert.equal(result.status, 0, result.stdout + result.stderr);
-        const after = unitTimes();
-        assert.deepEqual(restarted(before, after), WORKERS.map((w) => `${w}/kubelet`));
-        assert.deepEqual(overlapping(WORKERS.map((w) => `${w}/kubelet`), after), []);
+        const probe = await rollsExactly("kubelet_change", alt, WORKERS.map((w) => `${w}/kubelet`));
         assert.ok((probe.readyNodes.min ?? 0) >= WORKERS.length - 1, `never more than one node not Ready (min ${probe.readyNodes.min})`);
         for (const w of WORKERS) assert.match(ssh(w, "cat /var/lib/kubelet/config.yaml").stdout, /maxPods: 100/);
     });
